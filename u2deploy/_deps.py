@@ -1,0 +1,54 @@
+"""The one place that knows which optional package belongs to which extra.
+
+`available()` never imports (it asks importlib for a spec), so it is cheap and safe at import
+time; `require()` imports the module or raises `MissingDependencyError` with the fix.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+from .errors import MissingDependencyError
+
+__all__ = ["available", "require", "EXTRAS"]
+
+#: import name -> (pip extra that provides it, what to tell the user)
+EXTRAS: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "pip install 'u2deploy[torch]' (CPU: add -c constraints-cpu.txt)"),
+    "onnx": ("onnx", "pip install 'u2deploy[onnx]'"),
+    "onnxruntime": ("onnx", "pip install 'u2deploy[onnx]' (or onnxruntime-gpu for CUDA)"),
+    "onnxslim": ("onnx", "pip install 'u2deploy[onnx]'"),
+    "openvino": ("openvino", "pip install 'u2deploy[openvino]'"),
+    "nncf": ("quant", "pip install 'u2deploy[quant]'"),
+    "tensorrt": (
+        "tensorrt",
+        "pip install 'u2deploy[tensorrt]' on an x86/SBSA machine with an NVIDIA GPU; on Jetson, "
+        "TensorRT comes with JetPack (apt install nvidia-tensorrt / python3-libnvinfer)",
+    ),
+    "cuda": ("tensorrt", "pip install cuda-python (or use a CUDA build of PyTorch)"),
+    "cv2": ("", "pip install opencv-python-headless (on Jetson use JetPack's OpenCV)"),
+    "skimage": ("dev", "pip install scikit-image"),
+    "py_sod_metrics": ("train", "pip install 'u2deploy[train]'"),
+    "matplotlib": ("bench", "pip install 'u2deploy[bench]'"),
+    "rembg": ("", "pip install rembg (optional peer for `u2deploy bench`)"),
+}
+
+
+def available(module: str) -> bool:
+    """True when `module` can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require(module: str, feature: str = "") -> ModuleType:
+    """Import `module` or raise `MissingDependencyError` naming the feature and the fix."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        fix = EXTRAS.get(module, ("", f"pip install {module}"))[1]
+        what = f" for {feature}" if feature else ""
+        raise MissingDependencyError(f"'{module}' is needed{what} but is not installed ({exc}); fix: {fix}") from exc

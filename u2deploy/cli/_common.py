@@ -1,0 +1,68 @@
+"""Argument helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["IMAGE_EXTENSIONS", "expand_inputs", "add_runtime_arguments", "runtime_from_args", "print_table"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs -> a list of files, in the order given."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            if not found:
+                raise InputError(f"{path}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        elif glob.has_magic(item):
+            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(item), recursive=True) if Path(p).is_file())
+            if not found:
+                raise InputError(f"{item}: pattern matches no files")
+            paths.extend(found)
+        else:
+            raise InputError(f"{item}: no such file or folder")
+    return paths
+
+
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """MODEL plus the options every command that runs a model accepts."""
+    parser.add_argument("model", help="weights name (u2net, u2netp, ...), .pth, .onnx, .xml or .engine file")
+    parser.add_argument("--backend", default="auto", help="auto (from the file), torch, onnxruntime, openvino, tensorrt")
+    parser.add_argument("--device", default=None, help="cpu, cuda, or an OpenVINO device (CPU, GPU, NPU, AUTO)")
+    parser.add_argument("--size", default=None, help="network input size for models with dynamic size, e.g. 320")
+    parser.add_argument("--mode", default="fast", choices=("fast", "reference"), help="pre/post-processing (default fast)")
+    parser.add_argument("--task", default=None, choices=("sod", "human", "portrait"), help="override the model's task")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads")
+
+
+def runtime_from_args(args: argparse.Namespace, **options):
+    from ..runtimes.runtime import Runtime
+
+    if args.threads:
+        options["threads"] = args.threads
+    return Runtime(args.model, backend=args.backend, device=args.device, mode=args.mode, task=args.task,
+                   input_size=args.size, **options)
+
+
+def print_table(rows: list[dict[str, object]], columns: list[str]) -> str:
+    """A plain aligned text table (also valid Markdown)."""
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in cells]
+    text = "\n".join(lines)
+    print(text)
+    return text

@@ -1,0 +1,56 @@
+"""User-facing error family.
+
+Every error a user can cause (bad input, missing backend, failed parity gate) is a
+`U2DeployError`. The CLI prints these as one line and exits with code 1; any other exception
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "U2DeployError",
+    "InputError",
+    "ModelLoadError",
+    "MissingDependencyError",
+    "UnsupportedOptionError",
+    "ExportError",
+    "ParityError",
+    "WeightsError",
+    "BackendError",
+]
+
+
+class U2DeployError(Exception):
+    """Base class for errors caused by user input or the user's environment."""
+
+
+class InputError(U2DeployError):
+    """An input image, folder, shape or value cannot be used."""
+
+
+class ModelLoadError(U2DeployError):
+    """A model file is not a U2-Net of a known layout, or cannot be read."""
+
+
+class MissingDependencyError(U2DeployError):
+    """An optional package is needed for the requested feature."""
+
+
+class UnsupportedOptionError(U2DeployError):
+    """Options that cannot be combined, or a value outside what a format supports."""
+
+
+class ExportError(U2DeployError):
+    """An export step failed; nothing was written."""
+
+
+class ParityError(U2DeployError):
+    """An exported artifact differs from the PyTorch reference beyond the allowed tolerance."""
+
+
+class WeightsError(U2DeployError):
+    """Pretrained weights could not be fetched, verified or imported."""
+
+
+class BackendError(U2DeployError):
+    """A runtime backend could not load or run a model on this machine."""

@@ -1,0 +1,183 @@
+"""`Runtime`: one API over every backend, images in and saliency maps out.
+
+The facade is the only place that chooses a backend (from the file suffix or `backend=`), and
+the only place that joins backends to the shared pre/post-processing, so every backend sees the
+same tensors and returns maps through the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import processing
+from ..errors import InputError
+from ..processing import ImageInput
+from ..spec import ModelSpec, parse_size
+from .registry import backend_class, backend_for_path
+
+__all__ = ["Runtime"]
+
+
+def _resolve_model(model: str | os.PathLike) -> Path:
+    """A path, or a known weights name (fetched to the cache on first use)."""
+    path = Path(model)
+    if path.exists():
+        return path
+    from ..weights import KNOWN_WEIGHTS, resolve_weights
+
+    if isinstance(model, str) and model in KNOWN_WEIGHTS:
+        return resolve_weights(model)
+    raise InputError(f"{model}: no such model file, and not a known weights name ({', '.join(KNOWN_WEIGHTS)})")
+
+
+class Runtime:
+    """Run a U2-Net artifact on images, whatever its format.
+
+    Example:
+        >>> with Runtime("u2net.xml") as rt:
+        ...     saliency = rt.predict("photo.jpg")   # float32 HxW in [0, 1] at the photo's size
+
+    Args:
+        model: a `.pth`/`.pt`, `.onnx`, `.xml` or `.engine`/`.plan` file, or a weights name
+            (`u2net`, `u2netp`, ...).
+        backend: `auto` (from the suffix), `torch`, `onnxruntime`, `openvino` or `tensorrt`.
+        device: backend device (`cpu`, `cuda`, `CPU`/`GPU`/`NPU`/`AUTO` for OpenVINO, ...).
+        mode: pre/post-processing, `fast` (OpenCV) or `reference` (upstream-exact).
+        task: override the task for files that carry none (`sod`, `human`, `portrait`).
+        input_size: network input size for artifacts with dynamic height/width (an int or
+            (height, width)); must equal the size of a static artifact.
+        strict: fail rather than fall back to CPU when a GPU provider is unavailable.
+        **options: passed to the backend (threads, hint, precision, graph_optimization, ...).
+
+    `predict` and `infer` may be called from several threads: backends that are not
+    thread-safe are serialised with a lock.
+    """
+
+    def __init__(self, model: str | os.PathLike, backend: str = "auto", device: str | None = None, *,
+                 mode: str = "fast", task: str | None = None, strict: bool = False,
+                 input_size: int | tuple[int, int] | None = None, **options: Any) -> None:
+        if mode not in processing.MODES:
+            raise InputError(f"unknown processing mode '{mode}'; available: {', '.join(processing.MODES)}")
+        path = _resolve_model(model)
+        name = backend_for_path(path) if backend == "auto" else backend
+        if task is not None:
+            options["task"] = task
+        self._backend = backend_class(name)(path, device=device, strict=strict, **options)
+        self._backend.load()
+        self.mode = mode
+        self.path = path
+        self.spec: ModelSpec = self._apply_task(self._backend.spec, task)
+        if input_size is not None:
+            self.spec = self._apply_size(parse_size(input_size))
+        self._lock = None if self._backend.thread_safe else threading.Lock()
+
+    @staticmethod
+    def _apply_task(spec: ModelSpec, task: str | None) -> ModelSpec:
+        if task is None or task == spec.task:
+            return spec
+        from ..spec import spec_for_task
+
+        defaults = spec_for_task(task)
+        return spec.replace(task=task, mean=defaults.mean, std=defaults.std, invert_output=defaults.invert_output)
+
+    def _apply_size(self, size: tuple[int, int]) -> ModelSpec:
+        static = self._backend.static_hw
+        if static is not None and tuple(static) != size:
+            raise InputError(f"{self.path.name}: was exported for {static[0]}x{static[1]} input, not {size[0]}x{size[1]}; "
+                             "re-export with --size or --dynamic, or leave the size out")
+        return self.spec.replace(input_size=size)
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The (height, width) images are resized to: the artifact's static size, else the spec's."""
+        return self._backend.static_hw or tuple(self.spec.input_size)
+
+    @property
+    def batch_size(self) -> int | None:
+        """Static batch size of the artifact, or None when any batch is accepted."""
+        return self._backend.batch_size
+
+    # -- inference ---------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Raw inference: an Nx3xHxW float32 array -> the Nx1xHxW fused map (after sigmoid)."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise InputError(f"infer() takes an Nx3xHxW array, got shape {batch.shape}")
+        return self._run_batched(batch)
+
+    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw inference returning every output of the artifact by name."""
+        return self._call({self._backend.inputs[0].name: np.asarray(batch, dtype=np.float32)})
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], channel_order: str = "rgb") -> np.ndarray | list[np.ndarray]:
+        """Saliency map(s) as float32 HxW in [0, 1] at each image's own size.
+
+        A list (or tuple) of images gives a list of maps, run in batches where the artifact allows.
+        """
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        if not items:
+            return []
+        spec = self.spec.replace(input_size=self.input_size)
+        batch, sizes = processing.preprocess_batch(items, spec, self.mode, channel_order)
+        fused = self._run_batched(batch)
+        maps = [processing.postprocess(fused[i], spec, size, self.mode) for i, size in enumerate(sizes)]
+        return maps[0] if single else maps
+
+    def _run_batched(self, batch: np.ndarray) -> np.ndarray:
+        """Run any number of images through an artifact whose batch size may be fixed."""
+        static = self.batch_size
+        if static is None or static == len(batch):
+            return self._fused(batch)
+        chunks = []
+        for start in range(0, len(batch), static):
+            chunk = batch[start:start + static]
+            pad = static - len(chunk)
+            if pad:  # a fixed-batch engine needs a full batch; the padding is dropped again
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            chunks.append(self._fused(chunk)[: static - pad])
+        return np.concatenate(chunks)
+
+    def _fused(self, batch: np.ndarray) -> np.ndarray:
+        outputs = self._call({self._backend.inputs[0].name: batch})
+        name = self.spec.output_names[0] if self.spec.output_names[0] in outputs else next(iter(outputs))
+        return outputs[name]
+
+    def _call(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._lock is None:
+            return self._backend.infer(feeds)
+        with self._lock:
+            return self._backend.infer(feeds)
+
+    # -- description and lifecycle -----------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """Backend, device, precision, input/output shapes, processing mode and library versions."""
+        info = self._backend.describe()
+        info["mode"] = self.mode
+        info["input_size"] = list(self.input_size)
+        return info
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Runtime({str(self.path)!r}, backend={self.backend!r}, mode={self.mode!r})"
+
+
