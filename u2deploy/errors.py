@@ -17,6 +17,7 @@ __all__ = [
     "ParityError",
     "WeightsError",
     "BackendError",
+    "first_line",
 ]
 
 
@@ -54,3 +55,9 @@ class WeightsError(U2DeployError):
 
 class BackendError(U2DeployError):
     """A runtime backend could not load or run a model on this machine."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (or its type name), for one-line error reports."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

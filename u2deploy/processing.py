@@ -33,6 +33,7 @@ from .spec import ModelSpec
 
 __all__ = [
     "ImageInput",
+    "IMAGE_EXTENSIONS",
     "MODES",
     "load_image",
     "preprocess",
@@ -46,6 +47,8 @@ __all__ = [
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Any]  # Any: PIL.Image.Image
 MODES = ("fast", "reference")
+#: File suffixes treated as images when a folder is scanned (CLI inputs, datasets).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_path, atomic_write_text, sha256_file
-from .errors import WeightsError
+from .errors import ModelLoadError, WeightsError
 
 __all__ = ["KNOWN_WEIGHTS", "WeightsInfo", "Source", "cache_dir", "get", "resolve_weights", "import_weights",
            "list_weights", "download_path", "is_cached"]
@@ -163,13 +163,15 @@ def get(name: str, force: bool = False, progress: bool = True, log=_warn) -> Pat
         return checkpoint_path(name)
     failures = []
     for source in info.sources:
+        original = None
         try:
             original = _fetch(name, source, progress)
-        except WeightsError as exc:
+            return _convert(name, original, source_label=source.label, url=source.url)
+        except (WeightsError, ModelLoadError) as exc:
+            if original is not None:  # arrived but is not usable: do not keep it in the cache
+                original.unlink(missing_ok=True)
             failures.append(f"  - {source.label}: {exc}")
             log(f"{source.label}: {exc}")
-            continue
-        return _convert(name, original, source_label=source.label, url=source.url)
     raise WeightsError(
         f"could not fetch '{name}' from any source:\n" + "\n".join(failures)
         + f"\nfix: download it yourself and run `u2deploy weights get {name} --from FILE`"
@@ -183,19 +185,27 @@ def import_weights(name: str, file: str | os.PathLike) -> Path:
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
     suffix = path.suffix.lower() if path.suffix.lower() in (".onnx", ".pth", ".pt") else ".pth"
+    loaded = _load_as(name, path)  # validate before anything is copied into the cache
     target = _weights_dir() / f"{name}.original{suffix}"
     with atomic_path(target, suffix=suffix) as tmp:
         shutil.copyfile(path, tmp)
-    return _convert(name, target, source_label=f"imported from {path}", url=str(path.resolve()))
+    return _convert(name, target, source_label=f"imported from {path}", url=str(path.resolve()), loaded=loaded)
 
 
-def _convert(name: str, original: Path, source_label: str, url: str) -> Path:
-    from .model.checkpoint import load_checkpoint, save_checkpoint
+def _load_as(name: str, path: Path):
+    from .model.checkpoint import load_checkpoint
 
     info = KNOWN_WEIGHTS[name]
-    loaded = load_checkpoint(original, task=info.task)
+    loaded = load_checkpoint(path, task=info.task)
     if loaded.spec.arch != info.arch:
-        raise WeightsError(f"{original}: holds {loaded.spec.arch} weights, but '{name}' is {info.arch}")
+        raise WeightsError(f"{path}: holds {loaded.spec.arch} weights, but '{name}' is {info.arch}")
+    return loaded
+
+
+def _convert(name: str, original: Path, source_label: str, url: str, loaded=None) -> Path:
+    from .model.checkpoint import save_checkpoint
+
+    loaded = loaded or _load_as(name, original)
     original_sha = sha256_file(original)
     provenance = {"name": name, "source": source_label, "url": url, "original_file": original.name,
                   "original_sha256": original_sha, **loaded.provenance}  # fmt: skip

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
+from ..processing import IMAGE_EXTENSIONS
 
 __all__ = ["IMAGE_EXTENSIONS", "expand_inputs", "add_runtime_arguments", "runtime_from_args", "print_table"]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import __version__
 from .._io import atomic_path, sha256_file
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, first_line
 from ..spec import METADATA_KEY, ModelSpec, spec_for_task
 from .registry import create_model, detect_arch
 from .u2net import U2Net
@@ -88,16 +88,20 @@ def _resolve(source: str | os.PathLike) -> Path:
 def _torch_load(path: Path) -> Any:
     import pickle
 
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    # torch.save writes a zip archive (PK..) or, before 1.6, a pickle (protocol byte 0x80).
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):
+        raise ModelLoadError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:200]
         raise ModelLoadError(
             f"{path}: refused to load: the file holds objects other than tensors and plain data, and "
-            f"u2deploy never runs code from a checkpoint ({first})"
+            f"u2deploy never runs code from a checkpoint ({first_line(exc)})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise ModelLoadError(f"{path}: not a PyTorch checkpoint ({str(exc).splitlines()[0][:200]})") from None
+        raise ModelLoadError(f"{path}: not a PyTorch checkpoint ({first_line(exc)})") from None
 
 
 def _load_torch(path: Path, task: str | None) -> LoadedModel:
@@ -192,7 +196,7 @@ def _load_onnx(path: Path, task: str | None) -> LoadedModel:
     try:
         graph_model = onnx.load(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValueError, ... for non-ONNX files
-        raise ModelLoadError(f"{path}: not an ONNX model ({str(exc).splitlines()[0][:200]})") from None
+        raise ModelLoadError(f"{path}: not an ONNX model ({first_line(exc)})") from None
     weights = _conv_weights(graph_model, path)
     arch = _arch_from_conv_shapes([tuple(w.shape) for w, _, _ in weights], path)
     model = create_model(arch)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from pathlib import Path
 
 from .._deps import available
+from .._registry import resolve_entry
 from ..errors import InputError
 
 __all__ = ["BACKENDS", "SUFFIXES", "LIBRARIES", "backend_class", "backend_for_path", "available_backends"]
@@ -31,17 +30,9 @@ SUFFIXES: dict[str, str] = {
 LIBRARIES: dict[str, str] = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt"}
 
 
-def _unknown(kind: str, value: str, choices: list[str]) -> InputError:
-    close = difflib.get_close_matches(value, choices, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return InputError(f"unknown {kind} '{value}'{hint}; available: {', '.join(choices)}")
-
-
-def backend_class(name: str) -> type:
-    if name not in BACKENDS:
-        raise _unknown("backend", name, list(BACKENDS))
-    module_name, class_name = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+def backend_class(name: str, source: str = "backend=") -> type:
+    """The backend class registered as `name`; unknown or not-yet-shipped names raise one clear error."""
+    return resolve_entry(BACKENDS, name, "backend", source)
 
 
 def backend_for_path(path: str | Path) -> str:
