@@ -40,6 +40,9 @@ __all__ = [
     "preprocess_batch",
     "postprocess",
     "resize_bilinear_reference",
+    "normalise_channels",
+    "min_max",
+    "to_rgb_u8",
     "to_mask_u8",
     "cutout",
     "composite",
@@ -164,7 +167,7 @@ def preprocess_batch(
     return np.concatenate(tensors, axis=0), list(sizes)
 
 
-def _normalise_channels(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
+def normalise_channels(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """HxWxC (already scaled to [0,1]) -> 3xHxW with the spec's statistics.
 
     A single channel gets the first (R) statistics on all three outputs, as upstream does.
@@ -194,7 +197,7 @@ def _preprocess_reference(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
     if image.ndim == 2:
         image = image[:, :, None]
     resized = resize_bilinear_reference(image, spec.input_size)
-    return _normalise_channels(_scale(resized, spec), spec)
+    return normalise_channels(_scale(resized, spec), spec)
 
 
 def _preprocess_fast(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
@@ -209,7 +212,7 @@ def _preprocess_fast(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
     image = resized.astype(np.float32)
     if np.issubdtype(array.dtype, np.integer):
         image *= np.float32(1.0 / np.iinfo(array.dtype).max)
-    return _normalise_channels(_scale(image, spec), spec)
+    return normalise_channels(_scale(image, spec), spec)
 
 
 def _interpolation_matrix(size_in: int, size_out: int) -> np.ndarray:
@@ -257,7 +260,7 @@ def postprocess(fused: np.ndarray, spec: ModelSpec, original_size: tuple[int, in
     pred = np.asarray(fused, dtype=np.float32).reshape(fused.shape[-2:])
     if spec.invert_output:
         pred = 1.0 - pred
-    pred = _min_max(pred)
+    pred = min_max(pred)
     height, width = original_size
     if mode == "reference":
         return _resize_back_reference(pred, width, height)
@@ -268,7 +271,7 @@ def postprocess(fused: np.ndarray, spec: ModelSpec, original_size: tuple[int, in
     raise InputError(f"unknown processing mode '{mode}'; available: {', '.join(MODES)}")
 
 
-def _min_max(pred: np.ndarray) -> np.ndarray:
+def min_max(pred: np.ndarray) -> np.ndarray:
     """Upstream ``normPRED``; a constant map becomes zeros instead of NaN."""
     low, high = float(pred.min()), float(pred.max())
     if high - low <= 0:
@@ -297,7 +300,7 @@ def to_mask_u8(saliency: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(saliency, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
-def _rgb_u8(image: ImageInput, channel_order: str = "rgb") -> np.ndarray:
+def to_rgb_u8(image: ImageInput, channel_order: str = "rgb") -> np.ndarray:
     array = load_image(image, channel_order)
     if np.issubdtype(array.dtype, np.floating):
         array = np.clip(array * 255.0, 0, 255).astype(np.uint8)
@@ -315,7 +318,7 @@ def _check_same_size(image: np.ndarray, saliency: np.ndarray) -> None:
 
 def cutout(image: ImageInput, saliency: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
     """RGBA uint8 cut-out: the image with the saliency map as alpha."""
-    rgb = _rgb_u8(image, channel_order)
+    rgb = to_rgb_u8(image, channel_order)
     _check_same_size(rgb, saliency)
     return np.dstack([rgb, to_mask_u8(saliency)])
 
@@ -327,7 +330,7 @@ def composite(
     channel_order: str = "rgb",
 ) -> np.ndarray:
     """RGB uint8: the salient object over a colour or over another image (resized to fit)."""
-    rgb = _rgb_u8(image, channel_order).astype(np.float32)
+    rgb = to_rgb_u8(image, channel_order).astype(np.float32)
     _check_same_size(rgb, saliency)
     alpha = np.clip(np.asarray(saliency, np.float32), 0.0, 1.0)[:, :, None]
     if isinstance(background, tuple) and len(background) == 3 and all(isinstance(v, (int, np.integer)) for v in background):
@@ -335,7 +338,7 @@ def composite(
     else:
         from PIL import Image
 
-        back_u8 = _rgb_u8(background, channel_order)
+        back_u8 = to_rgb_u8(background, channel_order)
         height, width = rgb.shape[:2]
         back = np.asarray(Image.fromarray(back_u8).resize((width, height), Image.BILINEAR), np.float32)
     out = rgb * alpha + back * (1.0 - alpha)
