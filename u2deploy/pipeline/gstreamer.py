@@ -21,6 +21,8 @@ from ..errors import InputError, MissingDependencyError
 
 __all__ = [
     "FLIP_METHODS",
+    "LIVE_APPSINK",
+    "flip_method",
     "csi_pipeline",
     "v4l2_pipeline",
     "rtsp_pipeline",
@@ -207,7 +209,7 @@ def rtsp_sink_pipeline(url: str, *, fps: float = 30, codec: str = "h264", bitrat
 # What this OpenCV and this machine can do
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def opencv_build_flag(name: str) -> str:
     """The value OpenCV's build information gives for `name` (``GStreamer`` -> ``YES``/``NO``)."""
     import cv2
@@ -239,7 +241,7 @@ def require_gstreamer(what: str) -> None:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def is_jetson() -> bool:
     """True on an NVIDIA Jetson (L4T), where the nv* GStreamer elements exist."""
     if Path("/etc/nv_tegra_release").exists():

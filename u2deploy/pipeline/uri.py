@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["URI", "SOURCE_SCHEMES", "SINK_SCHEMES", "parse_source", "parse_sink", "is_pattern"]
+__all__ = ["URI", "SOURCE_SCHEMES", "SINK_SCHEMES", "parse_source", "parse_sink", "is_pattern", "redact"]
 
 #: scheme -> how to write it (listed in the error for an unknown scheme)
 SOURCE_SCHEMES: dict[str, str] = {
@@ -140,3 +140,8 @@ def parse_sink(text: str) -> URI:
 def is_pattern(path: str | Path) -> bool:
     """True for a printf-style image sequence such as ``frames/%06d.png``."""
     return re.search(r"%0?\d*d", str(path)) is not None
+
+
+def redact(url: str) -> str:
+    """``rtsp://user:secret@cam/live`` -> ``rtsp://user:***@cam/live``, for messages and summaries."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^/:@]+):[^/@]*@", r"\1:***@", url, flags=re.IGNORECASE)
