@@ -28,7 +28,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
         "TensorRT comes with JetPack (apt install nvidia-tensorrt / python3-libnvinfer)",
     ),
     "cuda": ("tensorrt", "pip install cuda-python (or use a CUDA build of PyTorch)"),
-    "cv2": ("", "pip install opencv-python-headless (on Jetson use JetPack's OpenCV)"),
+    "cv2": ("opencv", "pip install 'u2deploy[opencv]' (on Jetson use JetPack's OpenCV: apt install python3-opencv)"),
     "skimage": ("dev", "pip install scikit-image"),
     "py_sod_metrics": ("train", "pip install 'u2deploy[train]'"),
     "matplotlib": ("bench", "pip install 'u2deploy[bench]'"),

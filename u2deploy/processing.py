@@ -135,6 +135,12 @@ def _from_array(array: np.ndarray, channel_order: str) -> np.ndarray:
     return array
 
 
+def _cv2():
+    from ._deps import require
+
+    return require("cv2", "mode='fast' processing (mode='reference' needs no OpenCV)")
+
+
 def _as_float(image: np.ndarray) -> np.ndarray:
     """skimage.img_as_float semantics: integers scaled by their dtype maximum, floats kept."""
     if np.issubdtype(image.dtype, np.integer):
@@ -201,8 +207,7 @@ def _preprocess_reference(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 
 def _preprocess_fast(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    import cv2
-
+    cv2 = _cv2()
     height, width = spec.input_size
     if array.dtype not in (np.uint8, np.uint16, np.float32):
         array = _as_float(array).astype(np.float32)
@@ -265,8 +270,7 @@ def postprocess(fused: np.ndarray, spec: ModelSpec, original_size: tuple[int, in
     if mode == "reference":
         return _resize_back_reference(pred, width, height)
     if mode == "fast":
-        import cv2
-
+        cv2 = _cv2()
         return np.clip(cv2.resize(pred, (width, height), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
     raise InputError(f"unknown processing mode '{mode}'; available: {', '.join(MODES)}")
 

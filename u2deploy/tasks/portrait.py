@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deps import require
 from ..processing import ImageInput, min_max, normalise_channels, to_rgb_u8
 from ..spec import ModelSpec
 
@@ -45,8 +46,7 @@ class FaceBox:
 
 def detect_largest_face(rgb: np.ndarray) -> FaceBox | None:
     """The largest face OpenCV's frontal-face cascade finds (upstream parameters), or None."""
-    import cv2
-
+    cv2 = require("cv2", "portrait face detection")
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     faces = cascade.detectMultiScale(gray, 1.1, 4)
@@ -92,8 +92,7 @@ class PortraitTask:
         self.face = face
 
     def prepare(self, image: ImageInput, spec: ModelSpec, mode: str, channel_order: str) -> tuple[np.ndarray, Any]:
-        import cv2
-
+        cv2 = require("cv2", "portrait drawing")
         rgb = to_rgb_u8(image, channel_order)
         box = detect_largest_face(rgb) if self.face else None
         if self.face and box is None:
