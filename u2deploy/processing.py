@@ -43,6 +43,8 @@ __all__ = [
     "normalise_channels",
     "min_max",
     "to_rgb_u8",
+    "as_float",
+    "scale_by_peak",
     "to_mask_u8",
     "cutout",
     "composite",
@@ -141,7 +143,7 @@ def _cv2():
     return require("cv2", "mode='fast' processing (mode='reference' needs no OpenCV)")
 
 
-def _as_float(image: np.ndarray) -> np.ndarray:
+def as_float(image: np.ndarray) -> np.ndarray:
     """skimage.img_as_float semantics: integers scaled by their dtype maximum, floats kept."""
     if np.issubdtype(image.dtype, np.integer):
         return image.astype(np.float64) / np.iinfo(image.dtype).max
@@ -189,7 +191,7 @@ def normalise_channels(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return ((channels - mean) / std).transpose(2, 0, 1).astype(np.float32)
 
 
-def _scale(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
+def scale_by_peak(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
     if spec.scale == "255":
         return image
     peak = image.max()
@@ -199,25 +201,25 @@ def _scale(image: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 
 def _preprocess_reference(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    image = _as_float(array)
+    image = as_float(array)
     if image.ndim == 2:
         image = image[:, :, None]
     resized = resize_bilinear_reference(image, spec.input_size)
-    return normalise_channels(_scale(resized, spec), spec)
+    return normalise_channels(scale_by_peak(resized, spec), spec)
 
 
 def _preprocess_fast(array: np.ndarray, spec: ModelSpec) -> np.ndarray:
     cv2 = _cv2()
     height, width = spec.input_size
     if array.dtype not in (np.uint8, np.uint16, np.float32):
-        array = _as_float(array).astype(np.float32)
+        array = as_float(array).astype(np.float32)
     resized = cv2.resize(array, (width, height), interpolation=cv2.INTER_LINEAR)
     if resized.ndim == 2:
         resized = resized[:, :, None]
     image = resized.astype(np.float32)
     if np.issubdtype(array.dtype, np.integer):
         image *= np.float32(1.0 / np.iinfo(array.dtype).max)
-    return normalise_channels(_scale(image, spec), spec)
+    return normalise_channels(scale_by_peak(image, spec), spec)
 
 
 def _interpolation_matrix(size_in: int, size_out: int) -> np.ndarray:
