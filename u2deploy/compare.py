@@ -9,8 +9,9 @@ numbers, computed here in numpy only, and judges them against `TOLERANCES`:
   against it with mask IoU at 0.5 and the SOD metrics MAE and max F-beta (beta^2 = 0.3,
   thresholds 0..255 as PySODMetrics computes them).
 
-MAE against a binarised soft map is never 0, even for the reference itself, so the report keeps
-the reference's own MAE and the gate judges the increase (`mae_increase`).
+Neither SOD metric is perfect for the reference itself (a soft map has pixels between 0 and 1,
+and the 256 thresholds do not fall exactly at 0.5), so the report keeps the reference's own MAE
+and max F-beta, and the gate judges the artifact's change: `mae_increase` and `fbeta_drop`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, ParityError
-from .processing import _min_max  # the same normalisation the deployed pipeline applies
+from .processing import min_max  # the same normalisation the deployed pipeline applies
 
 __all__ = [
     "Tolerance",
@@ -51,15 +52,15 @@ class Tolerance:
         mean_abs: worst per-image mean |artifact - torch|.
         min_iou: worst per-image mask IoU at 0.5.
         mean_iou: mean mask IoU over the images.
-        min_fbeta: worst per-image max F-beta against the binarised torch map.
-        mae_increase: worst per-image MAE increase over the torch map's own MAE.
+        fbeta_drop: worst per-image fall of max F-beta below the torch map's own.
+        mae_increase: worst per-image rise of MAE above the torch map's own.
     """
 
     max_abs: float | None = None
     mean_abs: float | None = None
     min_iou: float | None = None
     mean_iou: float | None = None
-    min_fbeta: float | None = None
+    fbeta_drop: float | None = None
     mae_increase: float | None = None
 
     def to_dict(self) -> dict[str, float | None]:
@@ -67,13 +68,15 @@ class Tolerance:
 
 
 #: Default gates per precision. Measured on the pretrained U2-Net and the five parity photos
-#: (docs/export.md): ORT fp32 max abs 2e-6 and OpenVINO fp32 7e-6; fp16 ONNX max abs 3e-3, IoU
-#: >= 0.999. The limits leave an order of magnitude of room for other CPUs and GPUs. INT8 is
-#: judged on the mask only (BASELINES.md: the best CPU INT8 reaches mean IoU 0.966, worst 0.878).
+#: (docs/export.md): fp32 max abs 1.4e-5 (ONNX Runtime) and 2.9e-5 (OpenVINO), IoU 1.0; fp16 max
+#: abs 1.4e-2, mean abs 3.2e-4, worst IoU 0.995 (rocket, ONNX Runtime). The fp32 limits leave
+#: room for GPU kernels (TF32, other conv algorithms), the fp16 ones for real fp16 activations.
+#: INT8 is judged on the mask only (BASELINES.md: the best CPU INT8 reaches mean IoU 0.966, worst
+#: 0.878); the INT8 issue tunes that row.
 TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(max_abs=1e-3, mean_abs=1e-4, min_iou=0.999, min_fbeta=0.999, mae_increase=1e-3),
-    "fp16": Tolerance(max_abs=5e-2, mean_abs=2e-3, min_iou=0.99, min_fbeta=0.99, mae_increase=5e-3),
-    "int8": Tolerance(min_iou=0.85, mean_iou=0.95, min_fbeta=0.9, mae_increase=0.02),
+    "fp32": Tolerance(max_abs=1e-3, mean_abs=1e-4, min_iou=0.999, fbeta_drop=1e-3, mae_increase=1e-3),
+    "fp16": Tolerance(max_abs=5e-2, mean_abs=2e-3, min_iou=0.99, fbeta_drop=5e-3, mae_increase=5e-3),
+    "int8": Tolerance(min_iou=0.85, mean_iou=0.95, fbeta_drop=0.05, mae_increase=0.02),
 }
 
 
@@ -95,7 +98,7 @@ def mask_iou(reference: np.ndarray, candidate: np.ndarray, threshold: float = 0.
     """IoU of the two maps binarised at `threshold`; two empty masks agree perfectly (1.0)."""
     ref, cand = _binary(reference, threshold), _binary(candidate, threshold)
     union = np.count_nonzero(ref | cand)
-    return 1.0 if union == 0 else np.count_nonzero(ref & cand) / union
+    return 1.0 if union == 0 else float(np.count_nonzero(ref & cand) / union)
 
 
 def mae(saliency: np.ndarray, truth: np.ndarray) -> float:
@@ -136,10 +139,15 @@ class ImageParity:
     mae: float
     mae_reference: float
     max_fbeta: float
+    max_fbeta_reference: float
 
     @property
     def mae_increase(self) -> float:
         return self.mae - self.mae_reference
+
+    @property
+    def fbeta_drop(self) -> float:
+        return self.max_fbeta_reference - self.max_fbeta
 
 
 def compare_maps(reference: np.ndarray, candidate: np.ndarray, image: str = "", output: str = "mask") -> ImageParity:
@@ -150,7 +158,7 @@ def compare_maps(reference: np.ndarray, candidate: np.ndarray, image: str = "", 
         raise InputError(f"cannot compare maps of shapes {ref.shape} and {cand.shape}")
     ref, cand = ref.reshape(ref.shape[-2:]), cand.reshape(cand.shape[-2:])
     diff = np.abs(ref - cand)
-    ref_norm, cand_norm = _min_max(ref), _min_max(cand)
+    ref_norm, cand_norm = min_max(ref), min_max(cand)
     truth = _binary(ref_norm)
     return ImageParity(
         image=image,
@@ -161,6 +169,7 @@ def compare_maps(reference: np.ndarray, candidate: np.ndarray, image: str = "", 
         mae=mae(cand_norm, truth),
         mae_reference=mae(ref_norm, truth),
         max_fbeta=max_fbeta(cand_norm, truth),
+        max_fbeta_reference=max_fbeta(ref_norm, truth),
     )
 
 
@@ -190,6 +199,7 @@ class ParityReport:
             "min_iou": min(r.iou for r in rows),
             "mean_iou": float(np.mean([r.iou for r in rows])),
             "min_fbeta": min(r.max_fbeta for r in rows),
+            "fbeta_drop": max(r.fbeta_drop for r in rows),
             "mae": float(np.mean([r.mae for r in rows])),
             "mae_increase": max(r.mae_increase for r in rows),
         }
@@ -201,19 +211,21 @@ class ParityReport:
             "summary": self.summary(),
             "tolerance": self.tolerance.to_dict(),
             "failures": list(self.failures),
-            "images": [{**asdict(r), "mae_increase": r.mae_increase} for r in self.images],
+            "images": [{**asdict(r), "mae_increase": r.mae_increase, "fbeta_drop": r.fbeta_drop} for r in self.images],
         }
 
     def describe(self) -> str:
         """One line: the judged numbers."""
         s = self.summary()
         return (f"max abs {s['max_abs']:.2e}, mean abs {s['mean_abs']:.2e}, IoU min {s['min_iou']:.4f} "
-                f"mean {s['mean_iou']:.4f}, max F-beta min {s['min_fbeta']:.4f}, MAE {s['mae']:.4f} "
-                f"(+{s['mae_increase']:.1e} over torch)")
+                f"mean {s['mean_iou']:.4f}, max F-beta min {s['min_fbeta']:.4f} ({-s['fbeta_drop']:+.1e} vs torch), "
+                f"MAE {s['mae']:.4f} ({s['mae_increase']:+.1e} vs torch)")
 
-    def raise_if_failed(self, artifact: str) -> None:
+    def raise_if_failed(self, artifact: str, hint: str = "") -> None:
+        """`ParityError` naming each failed metric with its worst image, plus `hint` (what to do)."""
         if self.failures:
-            raise ParityError(f"{artifact}: parity gate failed for {self.precision}: {'; '.join(self.failures)}")
+            tail = f" ({hint})" if hint else ""
+            raise ParityError(f"{artifact}: parity gate failed for {self.precision}: {'; '.join(self.failures)}{tail}")
 
 
 # metric -> (attribute on ImageParity, True when bigger is worse, label)
@@ -221,7 +233,7 @@ _CHECKS: dict[str, tuple[str, bool, str]] = {
     "max_abs": ("max_abs", True, "max abs error"),
     "mean_abs": ("mean_abs", True, "mean abs error"),
     "min_iou": ("iou", False, "mask IoU at 0.5"),
-    "min_fbeta": ("max_fbeta", False, "max F-beta"),
+    "fbeta_drop": ("fbeta_drop", True, "max F-beta drop"),
     "mae_increase": ("mae_increase", True, "MAE increase"),
 }
 
@@ -238,7 +250,8 @@ def _failures(rows: Sequence[ImageParity], tolerance: Tolerance) -> list[str]:
         value = getattr(worst, attr)
         if (value > limit) if higher_is_worse else (value < limit):
             relation = "above" if higher_is_worse else "below"
-            failures.append(f"{label} {value:.4g} on '{worst.image}' ({worst.output}) is {relation} the limit {limit:g}")
+            failures.append(f"{label} {value:.4g} on '{worst.image}' ({worst.output}) is {relation} "
+                            f"the limit {limit:g}")
     if tolerance.mean_iou is not None:
         mean = float(np.mean([r.iou for r in rows]))
         if mean < tolerance.mean_iou:

@@ -28,7 +28,7 @@ class Capability:
     """What one format supports, and what checks it.
 
     Attributes:
-        suffix: file suffix of the artifact.
+        suffixes: file suffixes of the artifact, the default first.
         precisions: precisions it can be exported at.
         dynamic: axes that may be dynamic.
         requires: imports the conversion needs (checked before the model is loaded).
@@ -37,7 +37,7 @@ class Capability:
         devices: where the artifact runs.
     """
 
-    suffix: str
+    suffixes: tuple[str, ...]
     precisions: tuple[str, ...]
     dynamic: tuple[str, ...]
     requires: tuple[str, ...]
@@ -47,14 +47,14 @@ class Capability:
 
 
 CAPABILITIES: dict[str, Capability] = {
-    "onnx": Capability(".onnx", ("fp32", "fp16", "int8"), DYNAMIC_AXES, ("torch", "onnx", "onnxslim"),
+    "onnx": Capability((".onnx",), ("fp32", "fp16", "int8"), DYNAMIC_AXES, ("torch", "onnx", "onnxslim"),
                        "onnxruntime", {"device": "cpu"}, ("cpu", "cuda", "tensorrt")),
     # f32 inference precision and ACCURACY mode: some CPUs otherwise run bf16/f16 by default.
-    "openvino": Capability(".xml", ("fp32", "fp16", "int8"), DYNAMIC_AXES, ("torch", "onnx", "onnxslim", "openvino"),
+    "openvino": Capability((".xml",), ("fp32", "fp16", "int8"), DYNAMIC_AXES, ("torch", "onnx", "onnxslim", "openvino"),
                            "openvino", {"device": "CPU", "inference_precision": "f32", "execution_mode": "accuracy"},
                            ("CPU", "GPU", "NPU", "AUTO")),
-    "trt": Capability(".engine", ("fp32", "fp16", "int8"), DYNAMIC_AXES, ("torch", "onnx", "onnxslim", "tensorrt"),
-                      "tensorrt", {"device": "cuda"}, ("cuda", "dla")),
+    "trt": Capability((".engine", ".plan"), ("fp32", "fp16", "int8"), DYNAMIC_AXES,
+                      ("torch", "onnx", "onnxslim", "tensorrt"), "tensorrt", {"device": "cuda"}, ("cuda", "dla")),
 }  # fmt: skip
 
 
@@ -152,9 +152,10 @@ class ExportOptions:
             raise UnsupportedOptionError(f"--opset {self.opset}: use {OPSETS.start}..{OPSETS.stop - 1}")
 
     def _check_shape(self) -> None:
-        unknown = [axis for axis in self.dynamic if axis not in DYNAMIC_AXES]
+        unknown = [axis for axis in self.dynamic if axis not in self.capability.dynamic]
         if unknown:
-            raise UnsupportedOptionError(f"--dynamic {','.join(unknown)}: use batch, hw or all")
+            raise UnsupportedOptionError(f"--dynamic {','.join(unknown)}: --fmt {self.fmt} takes "
+                                         f"{', '.join(self.capability.dynamic)} or all")
         if self.batch is not None and self.batch < 1:
             raise InputError(f"--batch {self.batch}: must be at least 1")
         if self.batch is not None and self.dynamic_batch:
@@ -221,9 +222,10 @@ def default_output_path(spec: ModelSpec, options: ExportOptions, directory: str 
     height, width = options.input_size or spec.input_size
     parts = [spec.arch, str(height) if height == width else f"{height}x{width}", options.precision]
     if options.dynamic:
-        parts.append({("batch",): "dynamic", ("hw",): "dynamic_hw"}.get(tuple(sorted(options.dynamic)), "dynamic_all"))
+        names = {("batch",): "dynamic", ("hw",): "dynamic_hw"}
+        parts.append(names.get(tuple(sorted(options.dynamic)), "dynamic_batch_hw"))
     elif options.batch and options.batch > 1:
         parts.append(f"b{options.batch}")
     if options.outputs == "all":
         parts.append("all")
-    return Path(directory) / ("_".join(parts) + options.capability.suffix)
+    return Path(directory) / ("_".join(parts) + options.capability.suffixes[0])

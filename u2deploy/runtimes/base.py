@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from ..errors import BackendError, InputError
+from ..errors import BackendError, InputError, ModelLoadError
 from ..spec import ModelSpec
 
 __all__ = ["Backend", "BaseBackend", "TensorInfo", "read_sidecar", "sidecar_path", "spec_from_metadata"]
@@ -111,12 +111,32 @@ class BaseBackend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _check_u2net_io(self) -> None:
+        """One NCHW image input with 3 channels and 1-channel NCHW maps out, or a clear error.
+
+        Catches another network's model file (a classifier, a detector, a 3-class segmenter)
+        at load time instead of as a shape error deep inside postprocessing. Backends that read
+        a foreign file call it from `_load` as soon as they know the tensors.
+        """
+        def layout(tensors: list[TensorInfo]) -> str:
+            return ", ".join(f"{t.name} {'x'.join('?' if d is None else str(d) for d in t.shape)}" for t in tensors)
+
+        image_in = (len(self.inputs) == 1 and len(self.inputs[0].shape) == 4 and self.inputs[0].shape[1] in (3, None)
+                    and self.inputs[0].dtype in ("float32", "float16"))
+        maps_out = bool(self.outputs) and all(len(t.shape) == 4 and t.shape[1] in (1, None) for t in self.outputs)
+        if not (image_in and maps_out):
+            raise ModelLoadError(
+                f"{self.path}: is not a U2-Net model: it takes [{layout(self.inputs)}] and returns "
+                f"[{layout(self.outputs)}], where U2-Net takes one Nx3xHxW image and returns Nx1xHxW maps"
+            )
+
     # -- inference ---------------------------------------------------------------------------
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not self._loaded:
             raise BackendError(f"{self.path}: backend is closed or not loaded; call load() first")
         self._check_feeds(feeds)
-        return self._infer({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()})
+        dtypes = {t.name: t.dtype for t in self.inputs}
+        return self._infer({k: np.ascontiguousarray(v, dtype=dtypes[k]) for k, v in feeds.items()})
 
     def _check_feeds(self, feeds: Mapping[str, np.ndarray]) -> None:
         expected = {t.name: t for t in self.inputs}
@@ -125,7 +145,9 @@ class BaseBackend:
         for name, array in feeds.items():
             info = expected[name]
             shape = tuple(np.shape(array))
-            if len(shape) != len(info.shape) or any(want is not None and want != got for want, got in zip(info.shape, shape)):
+            mismatch = len(shape) != len(info.shape) or any(
+                want is not None and want != got for want, got in zip(info.shape, shape, strict=True))
+            if mismatch:
                 wanted = "x".join("?" if d is None else str(d) for d in info.shape)
                 raise InputError(
                     f"{self.path.name}: input '{name}' has shape {'x'.join(map(str, shape))}, the model takes {wanted} "

@@ -8,9 +8,9 @@ from typing import ClassVar
 import numpy as np
 
 from .._deps import require
-from ..errors import BackendError, ModelLoadError, UnsupportedOptionError
-from .base import BaseBackend, TensorInfo, spec_from_metadata
+from ..errors import BackendError, ModelLoadError, UnsupportedOptionError, first_line
 from ..spec import METADATA_KEY
+from .base import BaseBackend, TensorInfo, spec_from_metadata
 
 __all__ = ["OrtBackend", "providers_for"]
 
@@ -25,7 +25,7 @@ def providers_for(device: str | None, installed: list[str]) -> list[str]:
         return [p for p in _GPU_PROVIDERS if p in installed] + ["CPUExecutionProvider"]
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device in ("cuda", "gpu") or device.startswith("cuda:"):
+    if device in ("cuda", "gpu") or device.startswith("cuda:"):  # cuda:N picks the GPU (see _create_session)
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device in ("tensorrt", "trt"):
         return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -43,8 +43,8 @@ class OrtBackend(BaseBackend):
 
     def _load(self) -> None:
         ort = require("onnxruntime", "the ONNX Runtime backend")
-        wanted = providers_for(self.device, ort.get_available_providers())
-        installed = set(ort.get_available_providers())
+        installed = ort.get_available_providers()
+        wanted = providers_for(self.device, installed)
         missing = [p for p in wanted if p not in installed]
         if missing and self.options.get("strict"):
             raise BackendError(f"{self.path.name}: execution provider(s) {', '.join(missing)} not available in this "
@@ -63,11 +63,12 @@ class OrtBackend(BaseBackend):
             raise UnsupportedOptionError(f"graph_optimization '{level}' unknown; use {', '.join(_OPT_LEVELS)}")
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
         options.log_severity_level = 3
+        gpu = {"device_id": self.device.split(":")[1]} if self.device and self.device.startswith("cuda:") else {}
         try:
-            return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            return ort.InferenceSession(str(self.path), sess_options=options,
+                                        providers=[(p, gpu if p in _GPU_PROVIDERS else {}) for p in providers])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-            message = str(exc).strip().splitlines()[0][:300]
-            raise ModelLoadError(f"{self.path}: onnxruntime cannot load it ({message})") from None
+            raise ModelLoadError(f"{self.path}: onnxruntime cannot load it ({first_line(exc, 300)})") from None
 
     def _check_fallback(self, wanted: list[str]) -> None:
         active = self._session.get_providers()
@@ -76,29 +77,28 @@ class OrtBackend(BaseBackend):
             message = f"{self.path.name}: {', '.join(asked_gpu)} could not be used; running on {', '.join(active)}"
             if self.options.get("strict"):
                 raise BackendError(message + " (strict=True)")
-            if self.device not in (None, "auto"):
-                warnings.warn(message, RuntimeWarning, stacklevel=3)
-        self.device = "cuda" if any(p in active for p in _GPU_PROVIDERS) else "cpu"
+            # also under device='auto': a GPU provider that is installed but unusable is a setup problem
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        self.device = {"TensorrtExecutionProvider": "tensorrt", "CUDAExecutionProvider": "cuda"}.get(active[0], "cpu")
         self.providers = active
 
     def _fill_io(self) -> None:
         def info(arg) -> TensorInfo:
             shape = tuple(d if isinstance(d, int) else None for d in arg.shape)
-            dtype = {"tensor(float)": "float32", "tensor(float16)": "float16"}.get(arg.type, arg.type)
+            dtype = arg.type.removeprefix("tensor(").removesuffix(")")
+            dtype = {"float": "float32", "double": "float64"}.get(dtype, dtype)
             return TensorInfo(arg.name, shape, dtype)
 
         self.inputs = [info(a) for a in self._session.get_inputs()]
         self.outputs = [info(a) for a in self._session.get_outputs()]
-        if len(self.inputs) != 1 or len(self.inputs[0].shape) != 4:
-            raise ModelLoadError(f"{self.path}: expected one NCHW input, found {[t.to_dict() for t in self.inputs]}; "
-                                 "this is not a U2-Net export")
+        self._check_u2net_io()  # before the spec is read from a graph that may not have one image input
         props = self._session.get_modelmeta().custom_metadata_map
         self.spec = spec_from_metadata(self.path, props.get(METADATA_KEY), self.inputs[0], [t.name for t in self.outputs])
-        self.precision = props.get("precision", self.spec.extra.get("precision", "fp32"))
+        self.precision = self.spec.extra.get("precision", "fp32")
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [t.name for t in self.outputs]
-        return dict(zip(names, self._session.run(names, feeds)))
+        return dict(zip(names, self._session.run(names, feeds), strict=True))
 
     def close(self) -> None:
         self._session = None

@@ -8,18 +8,21 @@ from typing import ClassVar
 import numpy as np
 
 from .._deps import require
-from ..errors import BackendError, ModelLoadError, UnsupportedOptionError
+from ..errors import BackendError, ModelLoadError, UnsupportedOptionError, first_line
 from ..spec import METADATA_KEY
 from .base import BaseBackend, TensorInfo, spec_from_metadata
 
 __all__ = ["OpenVinoBackend"]
 
 _HINTS = ("latency", "throughput", "cumulative_throughput")
+_EXECUTION_MODES = ("performance", "accuracy")
+_VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 
 
 class OpenVinoBackend(BaseBackend):
-    """Options: `hint` ('latency', 'throughput'), `inference_precision` ('f32', 'f16', 'bf16';
-    f32 for parity runs), `threads`, `cache_dir` (compiled-model cache).
+    """Options: `hint` ('latency', 'throughput', 'cumulative_throughput'), `inference_precision`
+    ('f32', 'f16', 'bf16'; f32 for parity runs), `execution_mode` ('performance', 'accuracy'),
+    `threads`, `cache_dir` (compiled-model cache).
 
     Thread safety: each thread gets its own InferRequest, so `infer` may be called concurrently.
     """
@@ -31,17 +34,29 @@ class OpenVinoBackend(BaseBackend):
     def _load(self) -> None:
         ov = require("openvino", "the OpenVINO backend")
         core = ov.Core()
-        self.device = (self.device or "CPU").upper()
-        if self.device.split(".")[0] not in ("AUTO", "MULTI", "HETERO") and self.device not in core.available_devices:
-            raise BackendError(f"OpenVINO device '{self.device}' not found; this machine has {', '.join(core.available_devices)}")
+        self.device = self._check_device((self.device or "CPU").upper(), core.available_devices)
         try:
             model = core.read_model(str(self.path))
         except Exception as exc:  # openvino raises RuntimeError subclasses with long texts
-            raise ModelLoadError(f"{self.path}: OpenVINO cannot read it ({str(exc).strip().splitlines()[0][:300]})") from None
+            raise ModelLoadError(f"{self.path}: OpenVINO cannot read it ({first_line(exc, 300)})") from None
         self._fill_io(model)
-        self._compiled = core.compile_model(model, self.device, self._config())
+        try:
+            self._compiled = core.compile_model(model, self.device, self._config())
+        except RuntimeError as exc:
+            message = first_line(exc, 300)
+            raise BackendError(f"{self.path}: OpenVINO cannot compile it for {self.device} ({message})") from None
         self._local = threading.local()
         self._ov = ov
+
+    @staticmethod
+    def _check_device(device: str, available: list[str]) -> str:
+        """'GPU' matches 'GPU.0'; AUTO/MULTI/HETERO (with or without ':GPU,CPU') are always accepted."""
+        if device.split(":")[0] in _VIRTUAL_DEVICES:
+            return device
+        if any(d == device or d.startswith(device + ".") for d in available):
+            return device
+        raise BackendError(f"OpenVINO device '{device}' not found; this machine has {', '.join(available)} "
+                           "(or use AUTO)")
 
     def _config(self) -> dict[str, str]:
         config = {}
@@ -51,6 +66,11 @@ class OpenVinoBackend(BaseBackend):
         config["PERFORMANCE_HINT"] = hint.upper()
         if self.options.get("inference_precision"):
             config["INFERENCE_PRECISION_HINT"] = self.options["inference_precision"]
+        mode = self.options.get("execution_mode")
+        if mode is not None and mode not in _EXECUTION_MODES:
+            raise UnsupportedOptionError(f"OpenVINO execution_mode '{mode}' unknown; use {', '.join(_EXECUTION_MODES)}")
+        if mode:
+            config["EXECUTION_MODE_HINT"] = mode.upper()
         if self.options.get("threads"):
             config["INFERENCE_NUM_THREADS"] = str(int(self.options["threads"]))
         if self.options.get("cache_dir"):
@@ -64,8 +84,7 @@ class OpenVinoBackend(BaseBackend):
 
         self.inputs = [info(p) for p in model.inputs]
         self.outputs = [info(p) for p in model.outputs]
-        if len(self.inputs) != 1 or len(self.inputs[0].shape) != 4:
-            raise ModelLoadError(f"{self.path}: expected one NCHW input; this is not a U2-Net export")
+        self._check_u2net_io()  # before the spec is read from a graph that may not have one image input
         embedded = model.get_rt_info([METADATA_KEY]).astype(str) if model.has_rt_info([METADATA_KEY]) else None
         self.spec = spec_from_metadata(self.path, embedded, self.inputs[0], [t.name for t in self.outputs])
         self.precision = self.spec.extra.get("precision", "fp32")
@@ -83,6 +102,7 @@ class OpenVinoBackend(BaseBackend):
 
     def close(self) -> None:
         self._compiled = None
+        self._local = threading.local()  # drop this thread's request with the compiled model
         super().close()
 
     def _versions(self) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import processing
+from .. import __version__, processing
 from ..errors import InputError
 from ..processing import ImageInput
 from ..spec import ModelSpec, parse_size
@@ -111,14 +111,26 @@ class Runtime:
     # -- inference ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Raw inference: an Nx3xHxW float32 array -> the Nx1xHxW fused map (after sigmoid)."""
+        outputs = self.infer_all(batch)
+        name = self.spec.output_names[0] if self.spec.output_names[0] in outputs else next(iter(outputs))
+        return outputs[name]
+
+    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw inference returning every output of the artifact by name, for any batch size."""
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1] != 3:
             raise InputError(f"infer() takes an Nx3xHxW array, got shape {batch.shape}")
-        return self._run_batched(batch)
-
-    def infer_all(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw inference returning every output of the artifact by name."""
-        return self._call({self._backend.inputs[0].name: np.asarray(batch, dtype=np.float32)})
+        static = self.batch_size
+        if static is None or static == len(batch):
+            return self._call(batch)
+        parts = []
+        for start in range(0, len(batch), static):
+            chunk = batch[start:start + static]
+            pad = static - len(chunk)
+            if pad:  # a fixed-batch artifact needs a full batch; the padding is dropped again
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            parts.append({name: out[: static - pad] for name, out in self._call(chunk).items()})
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def predict(self, images: ImageInput | Sequence[ImageInput], channel_order: str = "rgb") -> np.ndarray | list[np.ndarray]:
         """Saliency map(s) as float32 HxW in [0, 1] at each image's own size.
@@ -131,30 +143,12 @@ class Runtime:
             return []
         spec = self.spec.replace(input_size=self.input_size)
         batch, sizes = processing.preprocess_batch(items, spec, self.mode, channel_order)
-        fused = self._run_batched(batch)
+        fused = self.infer(batch)
         maps = [processing.postprocess(fused[i], spec, size, self.mode) for i, size in enumerate(sizes)]
         return maps[0] if single else maps
 
-    def _run_batched(self, batch: np.ndarray) -> np.ndarray:
-        """Run any number of images through an artifact whose batch size may be fixed."""
-        static = self.batch_size
-        if static is None or static == len(batch):
-            return self._fused(batch)
-        chunks = []
-        for start in range(0, len(batch), static):
-            chunk = batch[start:start + static]
-            pad = static - len(chunk)
-            if pad:  # a fixed-batch engine needs a full batch; the padding is dropped again
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            chunks.append(self._fused(chunk)[: static - pad])
-        return np.concatenate(chunks)
-
-    def _fused(self, batch: np.ndarray) -> np.ndarray:
-        outputs = self._call({self._backend.inputs[0].name: batch})
-        name = self.spec.output_names[0] if self.spec.output_names[0] in outputs else next(iter(outputs))
-        return outputs[name]
-
-    def _call(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _call(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {self._backend.inputs[0].name: batch}
         if self._lock is None:
             return self._backend.infer(feeds)
         with self._lock:
@@ -162,10 +156,14 @@ class Runtime:
 
     # -- description and lifecycle -----------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        """Backend, device, precision, input/output shapes, processing mode and library versions."""
+        """Backend, device, precision, input shape and size, processing mode and library versions."""
         info = self._backend.describe()
-        info["mode"] = self.mode
+        info["input_shape"] = list(self._backend.inputs[0].shape)
         info["input_size"] = list(self.input_size)
+        info["batch_size"] = self.batch_size
+        info["mode"] = self.mode
+        info["thread_safe"] = self._backend.thread_safe
+        info["versions"] = {"u2deploy": __version__, **info["versions"]}
         return info
 
     def close(self) -> None:

@@ -53,7 +53,7 @@ class TorchBackend(BaseBackend):
         with torch.inference_mode():
             result = self._module(tensor)
         results = result if isinstance(result, tuple) else (result,)
-        return {name: r.float().cpu().numpy() for name, r in zip(self.spec.output_names, results)}
+        return {name: r.float().cpu().numpy() for name, r in zip(self.spec.output_names, results, strict=True)}
 
     def close(self) -> None:
         self._module = None

@@ -1,0 +1,174 @@
+"""The export driver: validate -> prepare -> load -> convert -> verify -> manifest -> commit.
+
+Everything is written into a hidden staging folder beside the target and moved into place only
+when every step passed, so a failed export (a parity failure included) leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._deps import require
+from ..compare import ParityReport
+from ..errors import UnsupportedOptionError
+from ..runtimes.base import sidecar_path
+from ..runtimes.registry import LIBRARIES
+from ..spec import ModelSpec
+from . import exporter_for, quantizer_for
+from .manifest import build_manifest, write_manifest
+from .options import ExportOptions, default_output_path
+
+__all__ = ["ExportResult", "run_export", "artifact_spec"]
+
+
+@dataclass
+class ExportResult:
+    """Where the artifact went, its manifest, and the parity report (None with --no-verify)."""
+
+    path: Path
+    files: list[Path]
+    manifest: dict[str, Any]
+    parity: ParityReport | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Steps:
+    """Numbered progress lines on stderr, with the time each step took."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.index = total, enabled, 0
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, key: str, text: str) -> Iterator[None]:
+        self.index += 1
+        if self.enabled:
+            print(f"[{self.index}/{self.total}] {text} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        yield
+        self.seconds[key] = round(time.perf_counter() - start, 2)
+        if self.enabled:
+            print(f"      {key} done in {self.seconds[key]:.1f} s", file=sys.stderr, flush=True)
+
+
+def _prepare(options: ExportOptions) -> Any:
+    """Resolve the exporter and check every package the request needs, before any heavy work."""
+    exporter = exporter_for(options.fmt)
+    if options.precision == "int8":
+        quantizer_for(options.fmt)
+    for module in options.capability.requires:
+        require(module, f"--fmt {options.fmt}")
+    if options.verify:
+        feature = f"the parity check of --fmt {options.fmt} (or pass --no-verify)"
+        require(LIBRARIES[options.capability.verify_backend], feature)
+        require("skimage", feature + ": its photos come from scikit-image's bundled data")
+    return exporter
+
+
+def artifact_spec(spec: ModelSpec, options: ExportOptions) -> ModelSpec:
+    """The checkpoint's spec as the artifact will carry it: size, output names and precision."""
+    from ..model import DeployHead
+
+    return spec.replace(input_size=options.input_size or spec.input_size,
+                        output_names=DeployHead.output_names(options.outputs),
+                        extra={**spec.extra, "precision": options.precision, "format": options.fmt})  # fmt: skip
+
+
+def _is_folder(out: str | os.PathLike) -> bool:
+    return Path(out).is_dir() or str(out).endswith(("/", os.sep))
+
+
+def _check_out(out: str | os.PathLike | None, options: ExportOptions) -> None:
+    """An explicit `-o` file must have the format's suffix (checked before the model is loaded)."""
+    if out is None or _is_folder(out):
+        return
+    suffixes = options.capability.suffixes
+    if Path(out).suffix.lower() not in suffixes:
+        raise UnsupportedOptionError(f"-o {out}: --fmt {options.fmt} writes {' or '.join(suffixes)} files; "
+                                     f"use e.g. {Path(out).with_suffix(suffixes[0]).name}")
+
+
+def _target(out: str | os.PathLike | None, spec: ModelSpec, options: ExportOptions) -> Path:
+    """`-o` as given; none, or a folder, gets the default name (in the current folder, or in it)."""
+    if out is None or _is_folder(out):
+        return default_output_path(spec, options, out or ".")
+    return Path(out)
+
+
+@contextlib.contextmanager
+def _staging(target: Path) -> Iterator[Path]:
+    """A hidden folder beside `target`, removed with whatever is left in it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _commit(files: list[Path], destination: Path) -> list[Path]:
+    """Move staged files into place: data files first, the model next, the manifest last."""
+    model, *data, manifest = files
+    for path in (*data, model, manifest):
+        os.replace(path, destination / path.name)
+    return [destination / path.name for path in files]
+
+
+def _io_record(spec: ModelSpec, options: ExportOptions) -> dict[str, Any]:
+    batch = None if options.dynamic_batch else (options.batch or 1)
+    height, width = (None, None) if options.dynamic_hw else spec.input_size
+    def tensor(name: str, channels: int) -> dict[str, Any]:
+        return {"name": name, "shape": [batch, channels, height, width], "dtype": "float32"}
+
+    return {"inputs": [tensor(spec.input_name, 3)], "outputs": [tensor(name, 1) for name in spec.output_names]}
+
+
+def _source_record(loaded: Any) -> dict[str, Any]:
+    return {"path": str(loaded.source), "sha256": loaded.sha256, "arch": loaded.spec.arch,
+            "provenance": loaded.provenance}  # fmt: skip
+
+
+def _verify(staged: Path, loaded: Any, spec: ModelSpec, options: ExportOptions, steps: _Steps) -> ParityReport:
+    from .verify import reference_inputs, torch_reference, verify_artifact
+
+    with steps("verify", f"parity against PyTorch FP32 on {spec.input_size[0]}x{spec.input_size[1]} photos"):
+        names, batch = reference_inputs(spec)
+        reference = torch_reference(loaded.model, batch, options.outputs)
+        report = verify_artifact(staged, reference, names, batch, options)
+    if options.progress:
+        print(f"      {options.precision} parity: {report.describe()}", file=sys.stderr, flush=True)
+    report.raise_if_failed(staged.name, hint="nothing was written; --no-verify keeps such an artifact anyway")
+    return report
+
+
+def run_export(model: str | os.PathLike, options: ExportOptions, out: str | os.PathLike | None = None) -> ExportResult:
+    """Export `model` as `options` ask; see `u2deploy.export.export`."""
+    from ..model import load_checkpoint
+
+    exporter = _prepare(options.validate())
+    _check_out(out, options)
+    steps = _Steps(4 if options.verify else 3, options.progress)
+    with steps("load", f"loading {model}"):
+        loaded = load_checkpoint(model, task=options.task)
+    spec = artifact_spec(loaded.spec, options)
+    target = _target(out, spec, options)
+    with _staging(target) as stage:
+        staged = stage / target.name
+        with steps("convert", f"exporting {spec.arch} to {options.fmt} {options.precision}"):
+            files = exporter(loaded, staged, spec, options)
+        report = _verify(staged, loaded, spec, options, steps) if options.verify else None
+        with steps("write", f"writing {target}"):
+            manifest = build_manifest(target, files, spec, options, _source_record(loaded), _io_record(spec, options),
+                                      report.to_dict() if report else None, dict(steps.seconds))  # fmt: skip
+            write_manifest(sidecar_path(staged), manifest)
+            final = _commit([*files, sidecar_path(staged)], target.parent)
+    return ExportResult(final[0], final, manifest, report, dict(steps.seconds))
