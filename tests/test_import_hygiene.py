@@ -27,7 +27,8 @@ BLOCKER = textwrap.dedent("""
 LIGHT_MODULES = ["u2deploy", "u2deploy.errors", "u2deploy.spec", "u2deploy.processing", "u2deploy.weights",
                  "u2deploy.samples", "u2deploy.runtimes", "u2deploy.runtimes.registry", "u2deploy.runtimes.runtime",
                  "u2deploy.runtimes.base", "u2deploy.runtimes.ort", "u2deploy.runtimes.ov",
-                 "u2deploy.runtimes.torch_backend", "u2deploy.cli"]  # fmt: skip
+                 "u2deploy.runtimes.torch_backend", "u2deploy.cli", "u2deploy.compare", "u2deploy.export",
+                 "u2deploy.export.options", "u2deploy.export.pipeline", "u2deploy.tasks", "u2deploy.tasks.portrait"]  # fmt: skip
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
