@@ -75,6 +75,17 @@ class ModelSpec:
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
 
+    def with_task(self, task: str | None) -> ModelSpec:
+        """This spec re-targeted at `task`: its statistics, output inversion and default input size.
+
+        Used where a file carries no task (an official .pth) or the user overrides it.
+        """
+        if task is None or task == self.task:
+            return self
+        defaults = spec_for_task(task, arch=self.arch)
+        return self.replace(task=task, mean=defaults.mean, std=defaults.std, invert_output=defaults.invert_output,
+                            input_size=defaults.input_size)
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["input_size"] = list(self.input_size)

@@ -3,6 +3,11 @@
   u2deploy predict u2net photos/ -o out/
   u2deploy predict u2net.xml "shots/*.jpg" -o out/ --output cutout
   u2deploy predict u2net.onnx photo.jpg -o out/ --output composite --background 0,177,64
+  u2deploy predict u2net_portrait face.jpg -o drawings/            # portrait drawing of the largest face
+  u2deploy predict u2net_human_seg people/ -o out/ --output cutout  # person cut-outs
+
+The task (sod, human, portrait) comes from the model; `--task` sets it for files that carry none.
+A portrait model writes the drawing of the largest face at 512x512 (`--no-face`: the whole image).
 
 A file that cannot be read is reported in one line and skipped; every other input is still
 written, and the exit code is 1 at the end if anything was skipped.
@@ -26,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--background", default="255,255,255",
                         help="composite background: R,G,B or an image file (default white)")
     parser.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
+    parser.add_argument("--no-face", action="store_true",
+                        help="portrait: draw the whole image instead of detecting the largest face")
 
 
 def parse_background(value: str):
@@ -89,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     failures, used = 0, set()
-    with runtime_from_args(args) as runtime:
+    with runtime_from_args(args, task_options={"face": False} if args.no_face else None) as runtime:
+        _check_output_fits_task(args.output, runtime.spec.task)
         bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None)
         for start in range(0, len(paths), args.batch):
             chunk = paths[start:start + args.batch]
@@ -98,6 +106,14 @@ def run(args: argparse.Namespace) -> int:
     written = len(paths) - failures
     print(f"wrote {written} {args.output}(s) to {out_dir}" + (f"; {failures} input(s) skipped" if failures else ""))
     return 1 if failures else 0
+
+
+def _check_output_fits_task(output: str, task: str) -> None:
+    from ..errors import UnsupportedOptionError
+
+    if task == "portrait" and output != "mask":
+        raise UnsupportedOptionError(f"--output {output} needs a saliency or person model; a portrait model writes "
+                                     "drawings (use --output mask, or --task sod/human)")
 
 
 def _predict_chunk(runtime, chunk, args, out_dir, background, used, bar) -> int:
@@ -115,8 +131,24 @@ def _predict_chunk(runtime, chunk, args, out_dir, background, used, bar) -> int:
             failures += 1
             bar.update(1)
     if good:
-        maps = runtime.predict(images)
+        maps = _predict_reporting_warnings(runtime, images, good, bar)
         for path, saliency in zip(good, maps):
             _write(args.output, path, saliency, out_dir, background, used)
             bar.update(1)
     return failures
+
+
+def _predict_reporting_warnings(runtime, images, paths, bar):
+    """`runtime.predict`, with a task's warnings (a portrait without a face) as one line per file."""
+    import warnings
+
+    if runtime.spec.task != "portrait":
+        return runtime.predict(images)
+    results = []
+    for image, path in zip(images, paths):  # one at a time, so each warning names its file
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results.append(runtime.predict(image))
+        for warning in caught:
+            bar.write(f"{path}: {warning.message}", file=sys.stderr)
+    return results

@@ -118,18 +118,11 @@ def _load_torch(path: Path, task: str | None) -> LoadedModel:
 
 def _from_u2deploy_checkpoint(path: Path, payload: dict[str, Any], task: str | None) -> LoadedModel:
     spec = ModelSpec.from_dict(payload["spec"])
-    if task is not None:
-        spec = _with_task(spec, task)
+    spec = spec.with_task(task)
     model = create_model(spec.arch)
     load_state_dict_checked(model, payload["state_dict"], path)
     provenance = dict(payload.get("provenance", {}))
     return LoadedModel(model, spec, str(path), sha256_file(path), provenance)
-
-
-def _with_task(spec: ModelSpec, task: str) -> ModelSpec:
-    defaults = spec_for_task(task, arch=spec.arch)
-    return spec.replace(task=task, mean=defaults.mean, std=defaults.std, invert_output=defaults.invert_output,
-                        input_size=defaults.input_size if task != spec.task else spec.input_size)
 
 
 def _find_state_dict(path: Path, payload: Any) -> dict[str, torch.Tensor]:
@@ -204,8 +197,7 @@ def _load_onnx(path: Path, task: str | None) -> LoadedModel:
     _set_batchnorm_identity(model)
     stored = {p.key: p.value for p in graph_model.metadata_props}
     if METADATA_KEY in stored:
-        spec = ModelSpec.from_json(stored[METADATA_KEY])
-        spec = _with_task(spec, task) if task else spec
+        spec = ModelSpec.from_json(stored[METADATA_KEY]).with_task(task)
     else:
         spec = spec_for_task(task or "sod", arch=arch)
     provenance = {"kind": "onnx-bn-folded", "opset": max(o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx"))}

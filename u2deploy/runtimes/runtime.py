@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__, processing
+from ..tasks import task_for
 from ..errors import InputError
 from ..processing import ImageInput
 from ..spec import ModelSpec, parse_size
@@ -53,6 +54,8 @@ class Runtime:
         input_size: network input size for artifacts with dynamic height/width (an int or
             (height, width)); must equal the size of a static artifact.
         strict: fail rather than fall back to CPU when a GPU provider is unavailable.
+        task_options: options of the task's pipeline, e.g. ``{"face": False}`` to draw a whole
+            image with the portrait model instead of its largest face.
         **options: passed to the backend (threads, hint, precision, graph_optimization, ...).
 
     `predict` and `infer` may be called from several threads: backends that are not
@@ -61,7 +64,8 @@ class Runtime:
 
     def __init__(self, model: str | os.PathLike, backend: str = "auto", device: str | None = None, *,
                  mode: str = "fast", task: str | None = None, strict: bool = False,
-                 input_size: int | tuple[int, int] | None = None, **options: Any) -> None:
+                 input_size: int | tuple[int, int] | None = None, task_options: dict[str, Any] | None = None,
+                 **options: Any) -> None:
         if mode not in processing.MODES:
             raise InputError(f"unknown processing mode '{mode}'; available: {', '.join(processing.MODES)}")
         path = _resolve_model(model)
@@ -72,19 +76,11 @@ class Runtime:
         self._backend.load()
         self.mode = mode
         self.path = path
-        self.spec: ModelSpec = self._apply_task(self._backend.spec, task)
+        self.spec: ModelSpec = self._backend.spec.with_task(task)
         if input_size is not None:
             self.spec = self._apply_size(parse_size(input_size))
+        self._task = task_for(self.spec, **(task_options or {}))
         self._lock = None if self._backend.thread_safe else threading.Lock()
-
-    @staticmethod
-    def _apply_task(spec: ModelSpec, task: str | None) -> ModelSpec:
-        if task is None or task == spec.task:
-            return spec
-        from ..spec import spec_for_task
-
-        defaults = spec_for_task(task)
-        return spec.replace(task=task, mean=defaults.mean, std=defaults.std, invert_output=defaults.invert_output)
 
     def _apply_size(self, size: tuple[int, int]) -> ModelSpec:
         static = self._backend.static_hw
@@ -133,19 +129,21 @@ class Runtime:
         return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def predict(self, images: ImageInput | Sequence[ImageInput], channel_order: str = "rgb") -> np.ndarray | list[np.ndarray]:
-        """Saliency map(s) as float32 HxW in [0, 1] at each image's own size.
+        """The task's output for each image: float32 in [0, 1].
 
-        A list (or tuple) of images gives a list of maps, run in batches where the artifact allows.
+        `sod` and `human` give the saliency map at each image's own size; `portrait` gives the
+        drawing of the largest face at the network resolution (see `u2deploy.tasks`). A list (or
+        tuple) of images gives a list, run in batches where the artifact allows.
         """
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         if not items:
             return []
         spec = self.spec.replace(input_size=self.input_size)
-        batch, sizes = processing.preprocess_batch(items, spec, self.mode, channel_order)
-        fused = self.infer(batch)
-        maps = [processing.postprocess(fused[i], spec, size, self.mode) for i, size in enumerate(sizes)]
-        return maps[0] if single else maps
+        prepared = [self._task.prepare(image, spec, self.mode, channel_order) for image in items]
+        fused = self.infer(np.concatenate([tensor for tensor, _ in prepared]))
+        outputs = [self._task.finish(fused[i], spec, context, self.mode) for i, (_, context) in enumerate(prepared)]
+        return outputs[0] if single else outputs
 
     def _call(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         feeds = {self._backend.inputs[0].name: batch}
@@ -162,6 +160,7 @@ class Runtime:
         info["input_size"] = list(self.input_size)
         info["batch_size"] = self.batch_size
         info["mode"] = self.mode
+        info["task"] = self.spec.task
         info["thread_safe"] = self._backend.thread_safe
         info["versions"] = {"u2deploy": __version__, **info["versions"]}
         return info
