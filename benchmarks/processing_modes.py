@@ -57,8 +57,8 @@ def processing_times(spec) -> list[dict[str, object]]:
     fused = np.random.default_rng(0).random((1, 1, 320, 320)).astype(np.float32)
     for label, image in (("512x512", photo), ("4096x3072", large)):
         for mode in processing.MODES:
-            pre = _time(lambda: processing.preprocess(image, spec, mode))
-            post = _time(lambda: processing.postprocess(fused, spec, image.shape[:2], mode))
+            pre = _time(lambda image=image, mode=mode: processing.preprocess(image, spec, mode))
+            post = _time(lambda image=image, mode=mode: processing.postprocess(fused, spec, image.shape[:2], mode))
             rows.append({"image": label, "mode": mode, "preprocess_ms": round(pre, 2), "postprocess_ms": round(post, 2)})
     return rows
 

@@ -50,7 +50,7 @@ __all__ = [
     "composite",
 ]
 
-ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Any]  # Any: PIL.Image.Image
+ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Any]  # noqa: UP007  (Any: PIL.Image.Image)
 MODES = ("fast", "reference")
 #: File suffixes treated as images when a folder is scanned (CLI inputs, datasets).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
@@ -171,7 +171,7 @@ def preprocess_batch(
     images: Sequence[ImageInput], spec: ModelSpec, mode: str = "fast", channel_order: str = "rgb"
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Several images -> (Nx3xHxW float32, their original sizes)."""
-    tensors, sizes = zip(*(preprocess(image, spec, mode, channel_order) for image in images))
+    tensors, sizes = zip(*(preprocess(image, spec, mode, channel_order) for image in images), strict=True)
     return np.concatenate(tensors, axis=0), list(sizes)
 
 

@@ -24,7 +24,8 @@ from typing import Any
 from ._io import atomic_path, atomic_write_text, sha256_file
 from .errors import ModelLoadError, WeightsError
 
-__all__ = ["KNOWN_WEIGHTS", "WeightsInfo", "Source", "cache_dir", "get", "resolve_weights", "import_weights",
+__all__ = ["KNOWN_WEIGHTS", "WeightsInfo", "Source", "cache_dir", "get", "resolve_weights", "resolve_model_path",
+           "import_weights",
            "list_weights", "download_path", "is_cached"]
 
 _GDRIVE = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
@@ -145,6 +146,18 @@ def list_weights() -> list[dict[str, Any]]:
                      "from": record.get("source") if record else None,
                      "sources": [s.label for s in info.sources]})  # fmt: skip
     return rows
+
+
+def resolve_model_path(source: str | os.PathLike) -> Path:
+    """A model file path as given, or the cached checkpoint of a known weights name (fetched if needed)."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    if isinstance(source, str) and source in KNOWN_WEIGHTS:
+        return resolve_weights(source)
+    if path.exists():
+        raise ModelLoadError(f"{path}: is not a file; pass a .pth, .pt, .onnx, .xml or .engine file")
+    raise ModelLoadError(f"{source}: no such model file, and not a known weights name ({', '.join(KNOWN_WEIGHTS)})")
 
 
 def resolve_weights(name: str, progress: bool = True) -> Path:

@@ -15,7 +15,7 @@ from u2deploy.spec import spec_for_task
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
 
 
 def test_official_plain_state_dict_loads_and_arch_is_detected(tmp_path):
@@ -118,7 +118,7 @@ def test_onnx_import_matches_onnxruntime_on_the_same_file(tmp_path, tiny_model):
     expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x})
     with torch.no_grad():
         ours = loaded.model(torch.from_numpy(x))
-    for mine, theirs in zip(ours, expected):
+    for mine, theirs in zip(ours, expected, strict=True):
         assert np.abs(mine.numpy() - theirs).max() < 1e-5
 
 

@@ -54,7 +54,7 @@ def test_outputs_are_seven_sigmoid_maps_at_input_size(tiny_model, size):
         outputs = tiny_model(x)
         logits = tiny_model.forward_logits(x)
     assert len(outputs) == 7
-    for probability, logit in zip(outputs, logits):
+    for probability, logit in zip(outputs, logits, strict=True):
         assert probability.shape == (2, 1, *size)
         torch.testing.assert_close(probability, torch.sigmoid(logit))
         assert probability.min() >= 0 and probability.max() <= 1

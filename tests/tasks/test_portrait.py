@@ -9,8 +9,14 @@ import pytest
 
 from u2deploy.spec import spec_for_task
 from u2deploy.tasks import SaliencyTask, task_for
-from u2deploy.tasks.portrait import (FaceBox, NoFaceFoundWarning, PortraitTask, crop_face, detect_largest_face,
-                                     pad_to_square)  # fmt: skip
+from u2deploy.tasks.portrait import (
+    FaceBox,
+    NoFaceFoundWarning,
+    PortraitTask,
+    crop_face,
+    detect_largest_face,
+    pad_to_square,  # fmt: skip
+)
 
 PORTRAIT = spec_for_task("portrait")
 

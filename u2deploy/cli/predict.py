@@ -132,7 +132,7 @@ def _predict_chunk(runtime, chunk, args, out_dir, background, used, bar) -> int:
             bar.update(1)
     if good:
         maps = _predict_reporting_warnings(runtime, images, good, bar)
-        for path, saliency in zip(good, maps):
+        for path, saliency in zip(good, maps, strict=True):
             _write(args.output, path, saliency, out_dir, background, used)
             bar.update(1)
     return failures
@@ -145,7 +145,7 @@ def _predict_reporting_warnings(runtime, images, paths, bar):
     if runtime.spec.task != "portrait":
         return runtime.predict(images)
     results = []
-    for image, path in zip(images, paths):  # one at a time, so each warning names its file
+    for image, path in zip(images, paths, strict=True):  # one at a time, so each warning names its file
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             results.append(runtime.predict(image))

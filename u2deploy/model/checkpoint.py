@@ -59,26 +59,15 @@ def load_checkpoint(source: str | os.PathLike, task: str | None = None) -> Loade
         task: overrides the task for files that carry none (official `.pth` files are `sod`
             unless told otherwise).
     """
-    path = _resolve(source)
+    from ..weights import resolve_model_path
+
+    path = resolve_model_path(source)
     if path.suffix.lower() == ".onnx":
         loaded = _load_onnx(path, task)
     else:
         loaded = _load_torch(path, task)
     loaded.model.eval()
     return loaded
-
-
-def _resolve(source: str | os.PathLike) -> Path:
-    path = Path(source)
-    if path.is_file():
-        return path
-    from ..weights import KNOWN_WEIGHTS, resolve_weights
-
-    if isinstance(source, str) and source in KNOWN_WEIGHTS:
-        return resolve_weights(source)
-    if path.exists():
-        raise ModelLoadError(f"{path}: is not a file; pass a .pth, .pt or .onnx file")
-    raise ModelLoadError(f"{source}: no such file, and not a known weights name ({', '.join(KNOWN_WEIGHTS)})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,7 +234,7 @@ def _arch_from_conv_shapes(shapes: list[tuple[int, ...]], path: Path) -> str:
 
     for arch in MODELS:
         convs = _model_convs(create_model(arch))
-        if len(convs) == len(shapes) and all(tuple(m.weight.shape) == s for (_, m), s in zip(convs, shapes)):
+        if len(convs) == len(shapes) and all(tuple(m.weight.shape) == s for (_, m), s in zip(convs, shapes, strict=True)):
             return arch
     raise ModelLoadError(
         f"{path}: its {len(shapes)} Conv layers do not match U2-Net (119 convs) or U2-Netp in order and shape; "
@@ -255,7 +244,7 @@ def _arch_from_conv_shapes(shapes: list[tuple[int, ...]], path: Path) -> str:
 
 def _copy_convs(model: nn.Module, weights: list, path: Path) -> None:
     with torch.no_grad():
-        for (name, conv), (weight, bias, dilations) in zip(_model_convs(model), weights):
+        for (name, conv), (weight, bias, dilations) in zip(_model_convs(model), weights, strict=True):
             if tuple(conv.dilation) != tuple(dilations):
                 raise ModelLoadError(f"{path}: conv for '{name}' has dilation {dilations}, expected {tuple(conv.dilation)}")
             conv.weight.copy_(weight)

@@ -42,6 +42,6 @@ def detect_arch(shapes: Mapping[str, tuple[int, ...]]) -> str:
     found = tuple(tuple(shapes[key]) for key in probe)
     for name in MODELS:
         reference = create_model(name).state_dict()
-        if all(tuple(reference[key].shape) == shape for key, shape in zip(probe, found)):
+        if all(tuple(reference[key].shape) == shape for key, shape in zip(probe, found, strict=True)):
             return name
     raise ModelLoadError(f"weights have U2-Net keys but unknown channel sizes {found}; known variants: {', '.join(MODELS)}")

@@ -122,7 +122,7 @@ class U2NetConfig:
     @property
     def side_channels(self) -> tuple[int, ...]:
         """Inputs of side1..side6: De_1..De_5 outputs, then En_6."""
-        outs = {name: out for name, (_, _, _, out) in zip(STAGE_NAMES, self.stages)}
+        outs = {name: out for name, (_, _, _, out) in zip(STAGE_NAMES, self.stages, strict=True)}
         return (outs["stage1d"], outs["stage2d"], outs["stage3d"], outs["stage4d"], outs["stage5d"], outs["stage6"])
 
 
@@ -172,7 +172,7 @@ class U2Net(nn.Module):
             raise ValueError(f"config expects {config.stages[0][1]} input channels, got {in_ch}")
         self.arch = arch
         self.out_ch = out_ch
-        for name, (block, cin, mid, cout) in zip(STAGE_NAMES, config.stages):
+        for name, (block, cin, mid, cout) in zip(STAGE_NAMES, config.stages, strict=True):
             setattr(self, name, _make_block(block, cin, mid, cout))
             if name in ("stage1", "stage2", "stage3", "stage4", "stage5"):
                 setattr(self, f"pool{name[-1]}{int(name[-1]) + 1}", _pool())

@@ -10,31 +10,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import __version__, processing
-from ..tasks import task_for
 from ..errors import InputError
 from ..processing import ImageInput
 from ..spec import ModelSpec, parse_size
+from ..tasks import task_for
 from .registry import backend_class, backend_for_path
 
 __all__ = ["Runtime"]
-
-
-def _resolve_model(model: str | os.PathLike) -> Path:
-    """A path, or a known weights name (fetched to the cache on first use)."""
-    path = Path(model)
-    if path.exists():
-        return path
-    from ..weights import KNOWN_WEIGHTS, resolve_weights
-
-    if isinstance(model, str) and model in KNOWN_WEIGHTS:
-        return resolve_weights(model)
-    raise InputError(f"{model}: no such model file, and not a known weights name ({', '.join(KNOWN_WEIGHTS)})")
 
 
 class Runtime:
@@ -68,7 +55,9 @@ class Runtime:
                  **options: Any) -> None:
         if mode not in processing.MODES:
             raise InputError(f"unknown processing mode '{mode}'; available: {', '.join(processing.MODES)}")
-        path = _resolve_model(model)
+        from ..weights import resolve_model_path
+
+        path = resolve_model_path(model)
         name = backend_for_path(path) if backend == "auto" else backend
         if task is not None:
             options["task"] = task

@@ -37,8 +37,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..processing import (IMAGE_EXTENSIONS, as_float, load_image, normalise_channels, resize_bilinear_reference,
-                          scale_by_peak)
+from ..processing import (
+    IMAGE_EXTENSIONS,
+    as_float,
+    load_image,
+    normalise_channels,
+    resize_bilinear_reference,
+    scale_by_peak,
+)
 from ..spec import ModelSpec
 
 __all__ = ["LAYOUTS", "FLIPS", "RESIZES", "Pair", "DatasetReport", "resolve_folders", "scan_dataset", "load_pairs",
