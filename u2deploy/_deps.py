@@ -24,8 +24,10 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "nncf": ("quant", "pip install 'u2deploy[quant]'"),
     "tensorrt": (
         "tensorrt",
-        "pip install 'u2deploy[tensorrt]' on an x86/SBSA machine with an NVIDIA GPU; on Jetson, "
-        "TensorRT comes with JetPack (apt install nvidia-tensorrt / python3-libnvinfer)",
+        "pip install 'u2deploy[tensorrt]' on a Linux or Windows machine with an NVIDIA GPU and driver (pip gives "
+        "TensorRT 11; add 'tensorrt-cu12<11' for 10.x); on Jetson TensorRT comes with JetPack, not pip: sudo apt "
+        "install python3-libnvinfer and create the venv with --system-site-packages (JetPack 6 ships TensorRT "
+        "10.3; check with dpkg -l | grep nvinfer)",
     ),
     "cuda": ("tensorrt", "pip install cuda-python (or use a CUDA build of PyTorch)"),
     "cv2": ("opencv", "pip install 'u2deploy[opencv]' (on Jetson use JetPack's OpenCV: apt install python3-opencv)"),
