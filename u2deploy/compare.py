@@ -4,10 +4,11 @@ Every gate in u2deploy (the export parity check, the INT8 gate, `bench`) measure
 numbers, computed here in numpy only, and judges them against `TOLERANCES`:
 
 * raw error on the network output (the sigmoid map): max and mean absolute difference;
-* what a user sees: both maps are min-max normalised (as `processing.postprocess` does), the
-  PyTorch map binarised at 0.5 stands in for ground truth, and the artifact's map is scored
-  against it with mask IoU at 0.5 and the SOD metrics MAE and max F-beta (beta^2 = 0.3,
-  thresholds 0..255 as PySODMetrics computes them).
+* what a user sees: both maps are min-max normalised (as `processing.postprocess` does) and
+  compared directly (`map_mae`: mean |artifact - torch|, the INT8 gate's MAE); then the PyTorch
+  map binarised at 0.5 stands in for ground truth, and the artifact's map is scored against it
+  with mask IoU at 0.5 and the SOD metrics MAE and max F-beta (beta^2 = 0.3, thresholds 0..255
+  as PySODMetrics computes them).
 
 Neither SOD metric is perfect for the reference itself (a soft map has pixels between 0 and 1,
 and the 256 thresholds do not fall exactly at 0.5), so the report keeps the reference's own MAE
@@ -54,6 +55,7 @@ class Tolerance:
         mean_iou: mean mask IoU over the images.
         fbeta_drop: worst per-image fall of max F-beta below the torch map's own.
         mae_increase: worst per-image rise of MAE above the torch map's own.
+        map_mae: worst per-image mean |artifact - torch| after both maps are min-max normalised.
     """
 
     max_abs: float | None = None
@@ -62,6 +64,7 @@ class Tolerance:
     mean_iou: float | None = None
     fbeta_drop: float | None = None
     mae_increase: float | None = None
+    map_mae: float | None = None
 
     def to_dict(self) -> dict[str, float | None]:
         return asdict(self)
@@ -71,12 +74,13 @@ class Tolerance:
 #: (docs/export.md): fp32 max abs 1.4e-5 (ONNX Runtime) and 2.9e-5 (OpenVINO), IoU 1.0; fp16 max
 #: abs 1.4e-2, mean abs 3.2e-4, worst IoU 0.995 (rocket, ONNX Runtime). The fp32 limits leave
 #: room for GPU kernels (TF32, other conv algorithms), the fp16 ones for real fp16 activations.
-#: INT8 is judged on the mask only (BASELINES.md: the best CPU INT8 reaches mean IoU 0.966, worst
-#: 0.878); the INT8 issue tunes that row.
+#: INT8 is judged on what a user sees, as the INT8 issue defines it: mean mask IoU >= 0.95 over the
+#: photos and map MAE <= 0.02 on every photo; F-beta and the worst IoU are reported, not judged
+#: (a 1.5%-area subject like rocket's moves a lot with one quantization step; docs/int8.md).
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-3, mean_abs=1e-4, min_iou=0.999, fbeta_drop=1e-3, mae_increase=1e-3),
     "fp16": Tolerance(max_abs=5e-2, mean_abs=2e-3, min_iou=0.99, fbeta_drop=5e-3, mae_increase=5e-3),
-    "int8": Tolerance(min_iou=0.85, mean_iou=0.95, fbeta_drop=0.05, mae_increase=0.02),
+    "int8": Tolerance(mean_iou=0.95, map_mae=0.02),
 }
 
 
@@ -140,6 +144,7 @@ class ImageParity:
     mae_reference: float
     max_fbeta: float
     max_fbeta_reference: float
+    map_mae: float
 
     @property
     def mae_increase(self) -> float:
@@ -170,6 +175,7 @@ def compare_maps(reference: np.ndarray, candidate: np.ndarray, image: str = "", 
         mae_reference=mae(ref_norm, truth),
         max_fbeta=max_fbeta(cand_norm, truth),
         max_fbeta_reference=max_fbeta(ref_norm, truth),
+        map_mae=float(np.mean(np.abs(cand_norm - ref_norm))),
     )
 
 
@@ -202,6 +208,8 @@ class ParityReport:
             "fbeta_drop": max(r.fbeta_drop for r in rows),
             "mae": float(np.mean([r.mae for r in rows])),
             "mae_increase": max(r.mae_increase for r in rows),
+            "map_mae": max(r.map_mae for r in rows),
+            "mean_map_mae": float(np.mean([r.map_mae for r in rows])),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,11 +223,13 @@ class ParityReport:
         }
 
     def describe(self) -> str:
-        """One line: the judged numbers."""
+        """One line: the judged numbers, and for INT8 the worst image."""
         s = self.summary()
-        return (f"max abs {s['max_abs']:.2e}, mean abs {s['mean_abs']:.2e}, IoU min {s['min_iou']:.4f} "
+        line = (f"max abs {s['max_abs']:.2e}, mean abs {s['mean_abs']:.2e}, IoU min {s['min_iou']:.4f} "
                 f"mean {s['mean_iou']:.4f}, max F-beta min {s['min_fbeta']:.4f} ({-s['fbeta_drop']:+.1e} vs torch), "
-                f"MAE {s['mae']:.4f} ({s['mae_increase']:+.1e} vs torch)")
+                f"MAE {s['mae']:.4f} ({s['mae_increase']:+.1e} vs torch), map MAE max {s['map_mae']:.4f}")
+        worst = min(self.images, key=lambda r: r.iou)
+        return line + f"; worst image '{worst.image}' (IoU {worst.iou:.4f}, map MAE {worst.map_mae:.4f})"
 
     def raise_if_failed(self, artifact: str, hint: str = "") -> None:
         """`ParityError` naming each failed metric with its worst image, plus `hint` (what to do)."""
@@ -235,6 +245,7 @@ _CHECKS: dict[str, tuple[str, bool, str]] = {
     "min_iou": ("iou", False, "mask IoU at 0.5"),
     "fbeta_drop": ("fbeta_drop", True, "max F-beta drop"),
     "mae_increase": ("mae_increase", True, "MAE increase"),
+    "map_mae": ("map_mae", True, "map MAE (after min-max)"),
 }
 
 
@@ -255,7 +266,9 @@ def _failures(rows: Sequence[ImageParity], tolerance: Tolerance) -> list[str]:
     if tolerance.mean_iou is not None:
         mean = float(np.mean([r.iou for r in rows]))
         if mean < tolerance.mean_iou:
-            failures.append(f"mean mask IoU {mean:.4g} over {len(rows)} maps is below the limit {tolerance.mean_iou:g}")
+            worst = min(rows, key=lambda r: r.iou)
+            failures.append(f"mean mask IoU {mean:.4g} over {len(rows)} maps is below the limit {tolerance.mean_iou:g} "
+                            f"(worst '{worst.image}' ({worst.output}) {worst.iou:.4g})")
     return failures
 
 

@@ -15,7 +15,7 @@ __all__ = ["PARITY_PHOTOS", "CALIBRATION_PHOTOS", "sample_photo", "sample_photos
 
 PARITY_PHOTOS = ("astronaut", "chelsea", "coffee", "motorcycle", "rocket")
 CALIBRATION_PHOTOS = ("immunohistochemistry", "hubble_deep_field", "retina", "camera", "coins", "horse",
-                      "page", "moon", "cell", "grass", "gravel", "brick", "motorcycle_right")  # fmt: skip
+                      "page", "moon", "cell", "grass", "gravel", "brick")  # fmt: skip
 
 
 def sample_photo(name: str) -> np.ndarray:

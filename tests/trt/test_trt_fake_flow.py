@@ -102,7 +102,7 @@ def test_int8_builds_strongly_typed_from_the_qdq_graph_and_keeps_the_calibration
     record = result.manifest["tensorrt"]
     assert record["graph_precision"] == "int8" and record["strongly_typed"] and trt.builds[-1]["strongly_typed"]
     assert record["layers"]["verdict"] == "ok" and record["layers"]["share"] == 1.0
-    assert result.manifest["calibration"]["method"] == "entropy"  # the quantizer's section travels with the engine
+    assert result.manifest["calibration"]["method"] == "mse"  # the quantizer's section travels with the engine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calib", "m.engine", "m.engine.json"]
 
 

@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calib.add_argument("--calib", default=None, metavar="DIR|GLOB", help="calibration images")
     calib.add_argument("--calib-count", type=int, default=None, metavar="N", help="number of images (default 64)")
     calib.add_argument("--calib-seed", type=int, default=None, metavar="S", help="seed for picking them (default 0)")
-    calib.add_argument("--calib-method", default=None, choices=("minmax", "entropy", "percentile"),
-                       help="range estimator (default entropy)")
+    calib.add_argument("--calib-method", default=None, choices=("minmax", "entropy", "percentile", "mse"),
+                       help="activation range estimator (default mse; docs/int8.md compares them)")
     trt = parser.add_argument_group("TensorRT (with --fmt trt)")
     trt.add_argument("--workspace", type=float, default=None, metavar="GB", help="builder workspace limit")
     trt.add_argument("--opt-level", type=int, default=None, metavar="0-5", help="builder optimisation level")

@@ -26,12 +26,22 @@ from .._io import atomic_write_text, file_checksums
 from ..spec import METADATA_KEY, ModelSpec
 from .options import ExportOptions
 
-__all__ = ["MANIFEST_FORMAT", "artifact_metadata", "build_manifest", "write_manifest", "library_versions"]
+__all__ = ["MANIFEST_FORMAT", "ArtifactFiles", "artifact_metadata", "build_manifest", "write_manifest",
+           "library_versions"]
 
 MANIFEST_FORMAT = "u2deploy-artifact"
 #: distributions whose versions decide how an artifact was made (reported when installed)
 _LIBRARIES = ("torch", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf", "tensorrt", "numpy",
               "opencv-python-headless")
+
+
+class ArtifactFiles(list):
+    """What an exporter may return instead of a plain list: its files (model first) plus manifest sections
+    only it knows, e.g. `{"tensorrt": {...}}` (TensorRT version, GPU, profiles, layer precisions)."""
+
+    def __init__(self, files: list[Path], sections: dict[str, Any] | None = None) -> None:
+        super().__init__(files)
+        self.sections = dict(sections or {})
 
 
 def library_versions() -> dict[str, str]:
@@ -93,6 +103,7 @@ def build_manifest(
     io: dict[str, Any],
     parity: dict[str, Any] | None,
     seconds: dict[str, float] | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The sidecar's content.
 
@@ -105,8 +116,9 @@ def build_manifest(
         io: input/output tensors as the verifying backend saw them.
         parity: the parity report, or None when verification was skipped.
         seconds: how long each export step took.
+        sections: format-specific sections from the exporter (`ArtifactFiles.sections`).
     """
-    return {
+    manifest = {
         "format": MANIFEST_FORMAT,
         "format_version": 1,
         "artifact": {"file": artifact.name, "format": options.fmt, "precision": options.precision,
@@ -123,6 +135,8 @@ def build_manifest(
         "versions": library_versions(),
         "parity": parity if parity is not None else {"skipped": True, "reason": "--no-verify"},
     }
+    manifest.update({key: value for key, value in (sections or {}).items() if key not in manifest})
+    return manifest
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:

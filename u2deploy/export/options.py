@@ -16,9 +16,12 @@ from ..errors import InputError, UnsupportedOptionError
 from ..spec import ModelSpec
 
 __all__ = ["Capability", "CAPABILITIES", "CalibrationOptions", "TensorRTOptions", "ExportOptions",
-           "CALIBRATION_METHODS", "DYNAMIC_AXES", "parse_dynamic", "default_output_path"]
+           "CALIBRATION_METHODS", "KEEP_FLOAT", "BIAS_CORRECTIONS", "DYNAMIC_AXES", "bias_correction_for",
+           "calibration_batch", "parse_dynamic", "default_output_path"]
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "mse")
+KEEP_FLOAT = ("fuse", "heads", "none")
+BIAS_CORRECTIONS = ("full", "fast")
 DYNAMIC_AXES = ("batch", "hw")
 OPSETS = range(17, 21)  # the TorchScript exporter stops at opset 20
 
@@ -60,12 +63,29 @@ CAPABILITIES: dict[str, Capability] = {
 
 @dataclass(frozen=True)
 class CalibrationOptions:
-    """INT8 calibration data: images from `source` (a folder or glob), `count` of them, drawn with `seed`."""
+    """INT8 calibration: images from `source` (a folder or glob), `count` of them, drawn with `seed`.
+
+    Attributes:
+        source: folder (searched recursively) or glob of images like the ones the model will see.
+        count: how many to use; the source must hold at least that many (and at least 8).
+        seed: picks which ones when it holds more.
+        method: activation range estimator, one of `CALIBRATION_METHODS` (docs/int8.md compares them).
+        keep_float: what stays float besides the Sigmoids: `fuse` (the final fuse conv and its input),
+            `heads` (also the six side convs) or `none`.
+        bias_correction: `full` (each layer's output shift measured with the layers before it already
+            quantized; 2-3x slower), `fast` (each layer on its own) or None: full for OpenVINO (its
+            gate needs it), fast for the Q/DQ ONNX (NNCF 3.4's full correction fails on U2-Net's ONNX
+            graph: a KeyError in its subgraph extraction).
+        cache: reuse (and store) the result in the calibration cache.
+    """
 
     source: str | None = None
     count: int = 64
     seed: int = 0
-    method: str = "entropy"
+    method: str = "mse"
+    keep_float: str = "fuse"
+    bias_correction: str | None = None
+    cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -173,17 +193,34 @@ class ExportOptions:
         if self.calibration is not None and self.precision != "int8":
             raise UnsupportedOptionError("--calib, --calib-count, --calib-seed and --calib-method apply to --int8 "
                                          "only")
-        if self.calibration is not None:
-            if self.calibration.method not in CALIBRATION_METHODS:
-                raise UnsupportedOptionError(f"--calib-method {self.calibration.method}: use "
-                                             f"{', '.join(CALIBRATION_METHODS)}")
-            if self.calibration.count < 1:
-                raise InputError(f"--calib-count {self.calibration.count}: must be at least 1")
+        if self.precision == "int8":
+            self._check_calibration(self.calibration)
         if self.tensorrt is not None and self.fmt != "trt":
             raise UnsupportedOptionError(f"--workspace, --opt-level, --timing-cache and --dla-core apply to --fmt trt "
                                          f"only, not --fmt {self.fmt}")
         if self.tensorrt is not None:
             self._check_tensorrt(self.tensorrt)
+
+    def _check_calibration(self, calibration: CalibrationOptions | None) -> None:
+        from ..calibration.source import MIN_IMAGES
+
+        if calibration is not None and calibration.method not in CALIBRATION_METHODS:
+            raise UnsupportedOptionError(f"--calib-method {calibration.method}: use {', '.join(CALIBRATION_METHODS)}")
+        if calibration is None or not calibration.source:
+            raise InputError("--int8 needs calibration images: add --calib DIR|GLOB (64 or more photos like the ones "
+                             "the model will see; docs/int8.md)")
+        if calibration.count < MIN_IMAGES:
+            raise InputError(f"--calib-count {calibration.count}: INT8 calibration needs at least {MIN_IMAGES} images "
+                             "(64 or more representative ones are better)")
+        if calibration.keep_float not in KEEP_FLOAT:
+            raise UnsupportedOptionError(f"keep_float '{calibration.keep_float}': use {', '.join(KEEP_FLOAT)}")
+        if calibration.bias_correction not in (None, *BIAS_CORRECTIONS):
+            raise UnsupportedOptionError(f"bias_correction '{calibration.bias_correction}': use "
+                                         f"{', '.join(BIAS_CORRECTIONS)}")
+
+        if calibration.bias_correction == "full" and self.fmt != "openvino":
+            raise UnsupportedOptionError(f"bias_correction 'full' is not available for the Q/DQ graph of --fmt "
+                                         f"{self.fmt} (NNCF's ONNX backend fails on U2-Net); use fast")
 
     def _check_tensorrt(self, trt: TensorRTOptions) -> None:
         if trt.workspace_gb is not None and trt.workspace_gb <= 0:
@@ -194,6 +231,18 @@ class ExportOptions:
             raise InputError(f"--dla-core {trt.dla_core}: must be 0 or more")
         if trt.dla_core is not None and (self.dynamic or self.profile):
             raise UnsupportedOptionError("DLA needs static shapes: drop --dynamic for --dla-core")
+        if trt.dla_core is not None and self.precision == "fp32":
+            raise UnsupportedOptionError("DLA runs FP16 or INT8 only: add --fp16 or --int8 to --dla-core")
+
+
+def bias_correction_for(fmt: str, calibration: CalibrationOptions) -> str:
+    """The bias correction a quantizer runs: as asked, else full for OpenVINO and fast for the Q/DQ ONNX."""
+    return calibration.bias_correction or ("full" if fmt == "openvino" else "fast")
+
+
+def calibration_batch(options: ExportOptions) -> int:
+    """Images per calibration batch: the artifact's static batch, or 1 when the batch is dynamic."""
+    return 1 if options.dynamic_batch else (options.batch or 1)
 
 
 def parse_dynamic(value: str | None) -> tuple[tuple[str, ...], tuple[int, int, int] | None]:

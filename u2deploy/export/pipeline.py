@@ -64,7 +64,7 @@ def _prepare(options: ExportOptions) -> Any:
     """Resolve the exporter and check every package the request needs, before any heavy work."""
     exporter = exporter_for(options.fmt)
     if options.precision == "int8":
-        quantizer_for(options.fmt)
+        _prepare_int8(options)
     for module in options.capability.requires:
         require(module, f"--fmt {options.fmt}")
     if options.verify:
@@ -72,6 +72,16 @@ def _prepare(options: ExportOptions) -> Any:
         require(LIBRARIES[options.capability.verify_backend], feature)
         require("skimage", feature + ": its photos come from scikit-image's bundled data")
     return exporter
+
+
+def _prepare_int8(options: ExportOptions) -> None:
+    """The quantizer, NNCF and the calibration images, checked before the model is loaded."""
+    from ..calibration.source import select_images
+
+    quantizer_for(options.fmt)
+    require("nncf", f"--int8 --fmt {options.fmt}")
+    calibration = options.calibration
+    select_images(calibration.source, calibration.count, calibration.seed)
 
 
 def artifact_spec(spec: ModelSpec, options: ExportOptions) -> ModelSpec:
@@ -168,7 +178,8 @@ def run_export(model: str | os.PathLike, options: ExportOptions, out: str | os.P
         report = _verify(staged, loaded, spec, options, steps) if options.verify else None
         with steps("write", f"writing {target}"):
             manifest = build_manifest(target, files, spec, options, _source_record(loaded), _io_record(spec, options),
-                                      report.to_dict() if report else None, dict(steps.seconds))  # fmt: skip
+                                      report.to_dict() if report else None, dict(steps.seconds),
+                                      getattr(files, "sections", None))  # fmt: skip
             write_manifest(sidecar_path(staged), manifest)
             final = _commit([*files, sidecar_path(staged)], target.parent)
     return ExportResult(final[0], final, manifest, report, dict(steps.seconds))

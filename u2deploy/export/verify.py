@@ -18,7 +18,8 @@ from ..compare import ParityReport, parity_report
 from ..spec import ModelSpec
 from .options import ExportOptions
 
-__all__ = ["reference_inputs", "torch_reference", "run_artifact", "verify_artifact"]
+__all__ = ["INT8_VERIFY_OPTIONS", "reference_inputs", "torch_reference", "verify_options", "run_artifact",
+           "verify_artifact"]
 
 
 def reference_inputs(spec: ModelSpec) -> tuple[list[str], np.ndarray]:
@@ -43,12 +44,25 @@ def torch_reference(model: Any, batch: np.ndarray, outputs: str) -> dict[str, np
     return {name: r.numpy() for name, r in zip(DeployHead.output_names(outputs), results, strict=True)}
 
 
+#: Backend options added when an INT8 artifact is judged. A Q/DQ graph is judged as an exact INT8
+#: engine (TensorRT) computes it: ONNX Runtime with graph optimisation off runs every
+#: QuantizeLinear/DequantizeLinear literally, while its optimised CPU int8 kernels are a different,
+#: lossier computation on AVX2 CPUs without VNNI (BASELINES.md).
+INT8_VERIFY_OPTIONS: dict[str, dict[str, str]] = {"onnxruntime": {"graph_optimization": "disable"}}
+
+
+def verify_options(options: ExportOptions) -> dict[str, str]:
+    """The verifying backend's options for this export."""
+    cap = options.capability
+    extra = INT8_VERIFY_OPTIONS.get(cap.verify_backend, {}) if options.precision == "int8" else {}
+    return {**cap.verify_options, **extra}
+
+
 def run_artifact(path: Path, options: ExportOptions, batch: np.ndarray) -> dict[str, np.ndarray]:
     """Every output of the artifact on `batch`, through `Runtime` and the verifying backend."""
     from ..runtimes.runtime import Runtime
 
-    cap = options.capability
-    with Runtime(path, backend=cap.verify_backend, **cap.verify_options) as runtime:
+    with Runtime(path, backend=options.capability.verify_backend, **verify_options(options)) as runtime:
         return runtime.infer_all(batch)
 
 
