@@ -1,7 +1,8 @@
 """Real photos for parity checks, calibration and demos, from scikit-image's bundled data.
 
 `PARITY_PHOTOS` is the held-out set every parity gate and benchmark uses (the five photos of
-shared/reference/BASELINES.md). `CALIBRATION_PHOTOS` is a disjoint set of other bundled photos
+shared/reference/BASELINES.md). `CALIBRATION_PHOTOS` is a disjoint set of other bundled photos (not `stereo_motorcycle`'s right
+view either: it shows the held-out motorcycle scene)
 for INT8 calibration demos; real deployments calibrate on their own images.
 """
 
@@ -23,8 +24,6 @@ def sample_photo(name: str) -> np.ndarray:
     data = require("skimage.data", "the bundled sample photos (pip install scikit-image)")
     if name == "motorcycle":
         return data.stereo_motorcycle()[0]
-    if name == "motorcycle_right":
-        return data.stereo_motorcycle()[1]
     loader = getattr(data, name, None)
     if loader is None:
         from .errors import InputError

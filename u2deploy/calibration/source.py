@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..processing import IMAGE_EXTENSIONS, load_image, preprocess
 from ..spec import ModelSpec
 
-__all__ = ["MIN_IMAGES", "NEAR_PARITY", "CalibrationImages", "CalibrationSource", "select_images", "pixel_sha256",
+__all__ = ["MIN_IMAGES", "CalibrationImages", "CalibrationSource", "select_images", "pixel_sha256",
            "sample_calibration_names", "write_sample_images"]
 
 #: Fewer images than this cannot give activation ranges worth shipping (64+ representative ones are better).
@@ -224,16 +224,11 @@ class CalibrationSource:
                 "preprocessing": self.preprocessing(), "sha256": self.digest}
 
 
-#: Bundled photos that are not held out by content but show a held-out scene: `motorcycle_right` is the
-#: other view of the stereo pair whose left view is the parity photo `motorcycle`.
-NEAR_PARITY = ("motorcycle_right",)
-
-
 def sample_calibration_names() -> tuple[str, ...]:
-    """`samples.CALIBRATION_PHOTOS` without the near-duplicates of parity photos (12 photos)."""
+    """`samples.CALIBRATION_PHOTOS`: bundled photos disjoint from the parity photos (12 photos)."""
     from ..samples import CALIBRATION_PHOTOS
 
-    return tuple(name for name in CALIBRATION_PHOTOS if name not in NEAR_PARITY)
+    return CALIBRATION_PHOTOS
 
 
 def write_sample_images(folder: str | Path, names: tuple[str, ...] | None = None) -> Path:
