@@ -91,3 +91,7 @@ def u2net_onnx(u2net_checkpoint):
     if path is None or path.suffix != ".onnx":
         pytest.skip("the cached u2net weights did not come from an ONNX file")
     return path
+
+
+# `tiny_export(fmt, **fields)`: session-cached exports of the tiny model (tests/tiny_exports.py)
+from tests.tiny_exports import tiny_export  # noqa: E402, F401

@@ -1,6 +1,6 @@
-"""Exports of the tiny seeded model, made once per session and shared by tests/export and tests/runtimes.
+"""Exports of the tiny seeded model, made once per session and shared by every test folder.
 
-Both folders' conftest files import `tiny_export`; the cache lives in this module, so an export
+The root conftest registers `tiny_export`; the cache lives in this module, so an export
 asked for in both places still runs once. Exports default to a 64x64 input: the tiny network is
 cheap in channels but not in pixels, and 64x64 keeps an export with its parity check near a second.
 """

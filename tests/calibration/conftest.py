@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.tiny_exports import SIZE, tiny_export  # noqa: F401  (shared session fixture, one cache)
+from tests.tiny_exports import SIZE
 
 COUNT = 8  # calibration.source.MIN_IMAGES: the fewest the quantizers accept
 

@@ -178,15 +178,8 @@ def test_fp16_pass_keeps_a_large_bias_conv_in_fp32():
 
 
 def test_export_modules_import_without_heavy_packages():
-    from tests.test_import_hygiene import _run
+    from tests.test_import_hygiene import assert_import_without_heavy_packages
 
     modules = ["u2deploy.compare", "u2deploy.cli.export", "u2deploy.export", *(f"u2deploy.export.{m}" for m in (
         "options", "manifest", "fp16", "onnx_export", "ov_convert", "verify", "pipeline"))]  # fmt: skip
-    result = _run(f"""
-        import importlib
-        for name in {modules!r}:
-            importlib.import_module(name)
-        heavy = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
-        assert not heavy, heavy
-    """)
-    assert result.returncode == 0, result.stderr
+    assert_import_without_heavy_packages(modules)

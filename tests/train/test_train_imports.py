@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.test_import_hygiene import _run
+from tests.test_import_hygiene import assert_import_without_heavy_packages
 
 #: data pairing/transforms, the synthetic generator, metrics and evaluation need no torch to import
 LIGHT_TRAIN_MODULES = ["u2deploy.train", "u2deploy.train.data", "u2deploy.train.synth", "u2deploy.train.metrics",
@@ -10,11 +10,4 @@ LIGHT_TRAIN_MODULES = ["u2deploy.train", "u2deploy.train.data", "u2deploy.train.
 
 
 def test_light_train_modules_import_without_heavy_packages():
-    result = _run(f"""
-        import importlib
-        for name in {LIGHT_TRAIN_MODULES!r}:
-            importlib.import_module(name)
-        heavy = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
-        assert not heavy, heavy
-    """)
-    assert result.returncode == 0, result.stderr
+    assert_import_without_heavy_packages(LIGHT_TRAIN_MODULES)

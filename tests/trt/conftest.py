@@ -13,7 +13,6 @@ import sys
 
 import pytest
 
-from tests.tiny_exports import tiny_export  # noqa: F401  (shared session fixture)
 from tests.trt import fake_tensorrt
 from u2deploy import hardware
 

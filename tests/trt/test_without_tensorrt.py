@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_import_hygiene import BLOCKER
+from tests.test_import_hygiene import BLOCKER, assert_import_without_heavy_packages
 from u2deploy.errors import MissingDependencyError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,14 +37,7 @@ def run_python(code: str, blocker: str = BLOCKER) -> subprocess.CompletedProcess
 
 
 def test_the_tensorrt_modules_import_with_every_heavy_package_blocked():
-    result = run_python(f"""
-        import importlib
-        for name in {TRT_MODULES!r}:
-            importlib.import_module(name)
-        heavy = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
-        assert not heavy, heavy
-    """)
-    assert result.returncode == 0, result.stderr
+    assert_import_without_heavy_packages(TRT_MODULES)
 
 
 def test_export_fmt_trt_is_one_line_with_the_install_and_jetson_fix(tiny_checkpoint, tmp_path):
