@@ -131,7 +131,7 @@ def _markdown(result: dict[str, Any]) -> str:
     lines = ["# INT8 vs FP32 on this CPU (pretrained U2-Net, 320x320, batch 1)", "",
              f"Recorded {result['time']} by `python benchmarks/int8.py`; machine: {machine.get('cpu')}, "
              f"{machine.get('cores')} cores, flags {', '.join(machine.get('cpu_flags', []))}; load average "
-             f"before/after: {result['load_before']} / {result['load_after']} (shared machine). Calibration: "
+             f"before/after: {result['load_before']} / {result['load_after']} (1, 5, 15 min). Calibration: "
              f"{result['calibration']['count']} images ({result['calibration']['source']}), method "
              f"{result['method']}. Variants interleaved, {next(iter(lat.values()))['runs']} rounds.", "",
              "| variant | median ms | p90 ms | speed vs its FP32 |", "|---|---|---|---|"]

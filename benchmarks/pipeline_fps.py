@@ -186,7 +186,7 @@ def markdown(result: dict) -> str:
         f"- Machine: {m.get('cpu')}, {m['cores']} cores, {m['platform']}; Python {m['python']}; "
         + ", ".join(f"{k} {v}" for k, v in m["packages"].items()),
         f"- Load average before/after: {result['load_average_before'][0]:.2f} / {result['load_average_after'][0]:.2f} "
-        "(a shared machine: other jobs ran during the measurement; every repeat is listed)",
+        "(1 min; the benchmark itself adds about 1, more means other jobs shared the CPU; every repeat is listed)",
         f"- Model: {result['model']}, backend {result['backend']} ({result['device']}), input "
         f"{result['input_size'][0]}x{result['input_size'][1]}, threads {result['threads'] or 'default'}",
         f"- Clip: {result['video']['frames']} frames {result['video']['width']}x{result['video']['height']} MJPG .avi; "
@@ -200,6 +200,9 @@ def markdown(result: dict) -> str:
         f"- Pipeline cost, same work (pipeline-memory vs predict): {verdict(result['overhead_memory_vs_predict'])}",
         f"- Pipeline cost on a file (pipeline-file vs loop): {verdict(result['overhead_file_vs_loop'])}",
         f"- Pipeline on a file vs inference alone (decoding included): {100 * result['overhead_file_vs_predict']:+.1f}%",
+        "",
+        "A negative cost means the pipeline was faster: its capture, pre/post-processing and effect run in "
+        "their own threads, beside inference, so with inference on fewer threads than cores they overlap.",
         "",
         "Per-stage ms/frame in the last pipeline-file run: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
         + f". With `--effect blur` into an mp4 file: {result['blur_to_mp4_fps']:.2f} FPS.",
