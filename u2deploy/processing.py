@@ -89,7 +89,10 @@ def _from_bytes(data: bytes, name: str) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             return _from_pil(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:
+        # PIL's own message names the in-memory buffer, not the file: say what it means instead.
+        raise InputError(f"{name}: not a readable image (no image format Pillow knows); check the file") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{name}: not a readable image ({exc}); check that the file is a complete image") from None
 
 
