@@ -26,10 +26,11 @@ from .._io import atomic_write_text, sha256_file
 
 if TYPE_CHECKING:
     from ..export.options import CalibrationOptions
+    from ..spec import ModelSpec
     from .source import CalibrationSource
 
 __all__ = ["CalibrationCache", "cache_key", "default_cache_root", "graph_sha256", "cache_parts", "cached_or_calibrated",
-           "say"]
+           "calibration_plan", "calibration_record", "say"]
 
 _RECORD = "entry.json"
 
@@ -121,6 +122,27 @@ def cache_parts(quantizer: dict[str, Any], model: Any, source: CalibrationSource
             "method": calibration.method, "keep_float": calibration.keep_float,
             "bias_correction": bias_correction,
             "libraries": {name: versions.get(name) for name in libraries}}  # fmt: skip
+
+
+def calibration_plan(quantizer: dict[str, Any], fmt: str, fp32_model: Any, spec: ModelSpec, options: Any,
+                     libraries: tuple[str, ...]) -> tuple[CalibrationSource, dict[str, Any]]:
+    """(calibration images, cache parts) for quantizing `fp32_model` to `fmt` under the `ExportOptions`."""
+    from ..export.options import bias_correction_for, calibration_batch
+    from .source import CalibrationSource
+
+    calibration = options.calibration
+    # NNCF draws its own progress bars over the batches, so the source draws none
+    source = CalibrationSource.from_options(calibration, spec, calibration_batch(options), progress=False)
+    parts = cache_parts(quantizer, fp32_model, source, calibration, bias_correction_for(fmt, calibration), libraries)
+    return source, parts
+
+
+def calibration_record(parts: dict[str, Any], source: CalibrationSource, kept: list[str], cached: bool,
+                       graph: dict[str, int], verified_with: str) -> dict[str, Any]:
+    """The manifest's `calibration` entry: the images, how they were used, what stayed float, how it was checked."""
+    return {**source.describe(), "method": parts["method"], "bias_correction": parts["bias_correction"],
+            "quantizer": parts["quantizer"], "keep_float": kept, "cached": cached, "graph": graph,
+            "verified_with": verified_with}  # fmt: skip
 
 
 def say(enabled: bool, line: str) -> None:

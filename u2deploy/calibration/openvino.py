@@ -18,8 +18,8 @@ from .._deps import require
 from ..errors import ExportError, first_line
 from ..export.options import CalibrationOptions, bias_correction_for
 from ..spec import ModelSpec
-from .cache import cache_parts, cached_or_calibrated
-from .qdq import float_nodes, head_nodes
+from .cache import cached_or_calibrated, calibration_plan, calibration_record
+from .qdq import float_nodes, kept_float_names
 from .source import CalibrationSource
 
 __all__ = ["QUANTIZER", "quantize_ir", "quantize_openvino", "fake_quantize_count", "ov_names", "check_kept_float"]
@@ -93,14 +93,11 @@ def quantize_openvino(fp32_onnx: Path, out: Path, spec: ModelSpec, options: Any)
     onnx = require("onnx", "OpenVINO INT8 export")
     ov = require("openvino", "OpenVINO INT8 export")
     from ..export.manifest import ArtifactFiles
-    from ..export.options import calibration_batch
 
     calibration = options.calibration
-    # NNCF draws its own progress bars over the batches, so the source draws none
-    source = CalibrationSource.from_options(calibration, spec, calibration_batch(options), progress=False)
     onnx_model = onnx.load(str(fp32_onnx))
-    parts = cache_parts(QUANTIZER, onnx_model, source, calibration,
-                        bias_correction_for("openvino", calibration), ("nncf", "openvino", "onnx", "numpy"))
+    source, parts = calibration_plan(QUANTIZER, "openvino", onnx_model, spec, options,
+                                     ("nncf", "openvino", "onnx", "numpy"))
     model, cached = cached_or_calibrated(
         parts, calibration.cache, lambda path: ov.Core().read_model(str(path)),
         lambda: quantize_ir(onnx_model, Path(fp32_onnx), source, calibration, options.progress), _save_ir,
@@ -108,14 +105,11 @@ def quantize_openvino(fp32_onnx: Path, out: Path, spec: ModelSpec, options: Any)
     count = fake_quantize_count(model)
     if count == 0:
         raise ExportError("NNCF left the IR without a single FakeQuantize; nothing would run in INT8")
-    kept = float_nodes(onnx_model, calibration.keep_float) + list(head_nodes(onnx_model).sigmoids)
+    kept = kept_float_names(onnx_model, calibration.keep_float)
     check_kept_float(model, kept)
     _metadata(model, onnx_model)
     out = Path(out)
     ov.save_model(model, str(out), compress_to_fp16=False)
-    record = {**source.describe(), "method": calibration.method,
-              "bias_correction": bias_correction_for("openvino", calibration),
-              "quantizer": QUANTIZER, "keep_float": kept,
-              "cached": cached, "graph": {"fake_quantize": count},
-              "verified_with": "openvino CPU (INT8 kernels; f32 for the float parts)"}  # fmt: skip
+    record = calibration_record(parts, source, kept, cached, {"fake_quantize": count},
+                                "openvino CPU (INT8 kernels; f32 for the float parts)")
     return ArtifactFiles([out, out.with_suffix(".bin")], {"calibration": record})

@@ -32,10 +32,10 @@ from .._deps import require
 from ..errors import ExportError, UnsupportedOptionError
 from ..export.options import KEEP_FLOAT, CalibrationOptions, bias_correction_for
 from ..spec import ModelSpec
-from .cache import cache_parts, cached_or_calibrated
+from .cache import cached_or_calibrated, calibration_plan, calibration_record
 from .source import CalibrationSource
 
-__all__ = ["QUANTIZER", "HeadNodes", "head_nodes", "float_nodes", "quantize_qdq", "check_tensorrt_form",
+__all__ = ["QUANTIZER", "HeadNodes", "head_nodes", "float_nodes", "kept_float_names", "quantize_qdq", "check_tensorrt_form",
            "check_kept_float", "quantize_onnx"]
 
 #: name and version of this quantizer, part of every cache key: bump it when the output changes.
@@ -99,6 +99,11 @@ def float_nodes(model: Any, keep: str = "fuse") -> list[str]:
     head = head_nodes(model)
     names = [head.fuse, head.concat, *head.resizes]
     return names if keep == "fuse" else [*names, *head.sides]
+
+
+def kept_float_names(model: Any, keep: str) -> list[str]:
+    """Every node a quantizer must leave float: the `keep` set and the head Sigmoids."""
+    return float_nodes(model, keep) + list(head_nodes(model).sigmoids)
 
 
 def quantize_qdq(model: Any, source: CalibrationSource, calibration: CalibrationOptions | None = None,
@@ -203,23 +208,18 @@ def quantize_onnx(fp32_onnx: Path, out: Path, spec: ModelSpec, options: Any) -> 
     """
     onnx = require("onnx", "INT8 ONNX export")
     from ..export.manifest import ArtifactFiles
-    from ..export.options import calibration_batch
 
     calibration = options.calibration
-    # NNCF draws its own progress bars over the batches, so the source draws none
-    source = CalibrationSource.from_options(calibration, spec, calibration_batch(options), progress=False)
     model = onnx.load(str(fp32_onnx))
-    parts = cache_parts(QUANTIZER, model, source, calibration,
-                        bias_correction_for("onnx", calibration), ("nncf", "onnx", "onnxruntime", "numpy"))
+    source, parts = calibration_plan(QUANTIZER, "onnx", model, spec, options, ("nncf", "onnx", "onnxruntime", "numpy"))
     quantized, cached = cached_or_calibrated(
         parts, calibration.cache, lambda path: onnx.load(str(path)),
         lambda: quantize_qdq(model, source, calibration, options.progress), _save_onnx, options.progress)
     form = check_tensorrt_form(quantized)
-    kept = float_nodes(model, calibration.keep_float) + list(head_nodes(model).sigmoids)
+    kept = kept_float_names(model, calibration.keep_float)
     check_kept_float(quantized, kept)
     onnx.save(quantized, str(out))
-    record = {**source.describe(), "method": calibration.method,
-              "bias_correction": bias_correction_for("onnx", calibration),
-              "quantizer": QUANTIZER, "keep_float": kept, "cached": cached, "graph": form,
-              "verified_with": "onnxruntime, graph optimisation disabled (Q/DQ computed literally, as TensorRT)"}
+    record = calibration_record(
+        parts, source, kept, cached, form,
+        "onnxruntime, graph optimisation disabled (Q/DQ computed literally, as TensorRT)")
     return ArtifactFiles([Path(out)], {"calibration": record})
