@@ -1,15 +1,23 @@
-"""Atomic file writes and checksums: a failed write never leaves a partial file behind."""
+"""Atomic file writes, checksums and output checks: a failed write never leaves a partial file behind."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file", "file_checksums"]
+from .errors import OutputError
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file", "file_checksums",
+           "writable_dir", "output_error", "same_file"]
+
+_WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+        errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied"}  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -59,3 +67,34 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def file_checksums(paths: list[Path]) -> dict[str, dict[str, object]]:
     """{file name: {sha256, bytes}} for a manifest."""
     return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in paths}
+
+
+def output_error(exc: OSError, target: str | os.PathLike, done: str = "") -> OutputError:
+    """One line for a failed write: which path, why, and what was still written."""
+    why = _WHY.get(exc.errno or 0, exc.strerror or str(exc))
+    fix = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a writable folder"
+    return OutputError(f"cannot write {target}: {why}; {fix}" + (f" ({done})" if done else ""))
+
+
+def writable_dir(folder: str | os.PathLike, option: str = "-o") -> Path:
+    """Create `folder` if needed and prove it takes a file, before any long work starts."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{option} {folder}: is an existing file; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileExistsError:  # a parent is a file
+        raise OutputError(f"{option} {folder}: a parent of it is a file; give a folder") from None
+    except OSError as exc:
+        raise output_error(exc, folder) from None
+    return folder
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when `a` and `b` name one file: links, `..` and other spellings included."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist yet: compare where they would resolve to
+        return Path(a).resolve() == Path(b).resolve()

@@ -17,6 +17,7 @@ __all__ = [
     "ParityError",
     "WeightsError",
     "BackendError",
+    "OutputError",
     "first_line",
 ]
 
@@ -55,6 +56,10 @@ class WeightsError(U2DeployError):
 
 class BackendError(U2DeployError):
     """A runtime backend could not load or run a model on this machine."""
+
+
+class OutputError(U2DeployError):
+    """An output cannot be written: a read-only folder, a full disk, a path that is an input."""
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

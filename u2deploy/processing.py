@@ -16,19 +16,25 @@ Two modes do the same job:
 Inputs: a path, bytes, a PIL image or a numpy array; grayscale, RGB, RGBA, 16-bit and float
 images; EXIF orientation is applied to files and PIL images. Arrays are RGB unless
 ``channel_order='bgr'`` is passed (OpenCV frames).
+
+Guarantees on reading: a file's type is sniffed from its first bytes (a large non-image is never
+read whole), its pixel count is checked from the header before decoding (`MAX_PIXELS`, raised by
+``$U2DEPLOY_MAX_PIXELS`` or `max_pixels=`), and NaN/inf pixels are refused: each of these is an
+`InputError` naming the file, never a silently wrong map.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import BackendError, InputError
 from .spec import ModelSpec
 
 __all__ = [
@@ -48,52 +54,128 @@ __all__ = [
     "to_mask_u8",
     "cutout",
     "composite",
+    "MAX_PIXELS",
+    "max_pixels",
 ]
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Any]  # noqa: UP007  (Any: PIL.Image.Image)
 MODES = ("fast", "reference")
 #: File suffixes treated as images when a folder is scanned (CLI inputs, datasets).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm")
+#: Default pixel limit for decoded files: 100 megapixels (10000x10000; ~300 MB as RGB uint8).
+MAX_PIXELS = 100_000_000
+#: Environment variable that sets another limit (an integer number of pixels).
+MAX_PIXELS_ENV = "U2DEPLOY_MAX_PIXELS"
+#: Pillow formats matching `IMAGE_EXTENSIONS` (JPEG also opens multi-picture MPO files).
+_PIL_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "PPM")
 
 
 # --------------------------------------------------------------------------------------------
 # Reading
 
 
-def load_image(source: ImageInput, channel_order: str = "rgb") -> np.ndarray:
-    """Return the image as an HxW or HxWxC array (C = 3 or 4, RGB[A] order), dtype as stored."""
+def load_image(source: ImageInput, channel_order: str = "rgb", max_pixels: int | None = None) -> np.ndarray:
+    """Return the image as an HxW or HxWxC array (C = 3 or 4, RGB[A] order), dtype as stored.
+
+    Args:
+        source: a path, bytes, a PIL image or a numpy array.
+        channel_order: ``rgb`` or ``bgr`` (arrays only).
+        max_pixels: largest width*height a file or bytes may declare (default `max_pixels()`).
+
+    Raises:
+        InputError: naming the file, for a missing, unknown, truncated, oversized or non-finite image.
+    """
     if isinstance(source, np.ndarray):
-        return _from_array(source, channel_order)
+        return _check_finite(_from_array(source, channel_order), "image array")
     if isinstance(source, (str, os.PathLike)):
-        return _from_file(Path(source))
+        return _from_file(Path(source), max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _from_bytes(bytes(source), "<bytes>")
+        return _from_stream(io.BytesIO(bytes(source)), "<bytes>", max_pixels)
     if _is_pil_image(source):
-        return _from_pil(source)
+        return _check_finite(_from_pil(source), "PIL image")
     raise InputError(
         f"cannot use an input of type {type(source).__name__} as an image; pass a path, bytes, "
         "a PIL image or a numpy array"
     )
 
 
-def _from_file(path: Path) -> np.ndarray:
+def max_pixels(value: int | str | None = None) -> int:
+    """The pixel limit: `value`, else ``$U2DEPLOY_MAX_PIXELS``, else `MAX_PIXELS`."""
+    text = value if value is not None else os.environ.get(MAX_PIXELS_ENV)
+    if text is None or text == "":
+        return MAX_PIXELS
+    try:
+        limit = int(text)
+    except (TypeError, ValueError):
+        limit = 0
+    if limit < 1:
+        where = "--max-pixels" if value is not None else f"${MAX_PIXELS_ENV}"
+        raise InputError(f"{where} {text!r}: must be a positive number of pixels, e.g. {MAX_PIXELS}")
+    return limit
+
+
+def _from_file(path: Path, limit: int | None) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"{path}: no such image file")
-    return _from_bytes(path.read_bytes(), str(path))
+    try:
+        with open(path, "rb") as handle:  # Pillow reads the header from the stream, not the whole file
+            return _from_stream(handle, str(path), limit)
+    except PermissionError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def _from_bytes(data: bytes, name: str) -> np.ndarray:
+def _from_stream(stream: Any, name: str, limit: int | None) -> np.ndarray:
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    limit = max_pixels(limit)
+    _allow_pillow(limit)
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return _from_pil(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            with Image.open(stream, formats=_PIL_FORMATS) as image:
+                _check_pixels(image.size, name, limit)
+                image.load()
+                return _check_finite(_from_pil(image), name)
     except UnidentifiedImageError:
         # PIL's own message names the in-memory buffer, not the file: say what it means instead.
-        raise InputError(f"{name}: not a readable image (no image format Pillow knows); check the file") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"{name}: not a readable image ({exc}); check that the file is a complete image") from None
+        raise InputError(f"{name}: not a readable image (none of {', '.join(_PIL_FORMATS)}); check the file") from None
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: declares more pixels than Pillow allows; raise --max-pixels if it is genuine") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, MemoryError) as exc:
+        raise InputError(f"{name}: not a readable image ({_short(exc)}); check that the file is a complete image") from None
+
+
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:100]
+
+
+def _allow_pillow(limit: int) -> None:
+    """Pillow refuses images above 2x its own MAX_IMAGE_PIXELS: lift it to a limit the user raised."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _check_pixels(size: tuple[int, int], name: str, limit: int) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise InputError(f"{name}: the header declares an empty image ({width}x{height})")
+    if width * height > limit:
+        raise InputError(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
+                         f"{limit / 1e6:g}; raise it with --max-pixels or ${MAX_PIXELS_ENV} if the image is genuine")
+
+
+def _check_finite(array: np.ndarray, name: str) -> np.ndarray:
+    """NaN or inf pixels would turn the whole map black or NaN without a word: refuse them."""
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise InputError(f"{name}: {bad} pixel value(s) are NaN or infinite; replace them (e.g. numpy.nan_to_num) "
+                         "before predicting")
+    return array
 
 
 def _is_pil_image(obj: Any) -> bool:
@@ -268,6 +350,9 @@ def resize_bilinear_reference(image: np.ndarray, size: tuple[int, int]) -> np.nd
 def postprocess(fused: np.ndarray, spec: ModelSpec, original_size: tuple[int, int], mode: str = "fast") -> np.ndarray:
     """The network's fused map (HxW, 1xHxW or 1x1xHxW) -> float32 map in [0, 1] at `original_size`."""
     pred = np.asarray(fused, dtype=np.float32).reshape(fused.shape[-2:])
+    if not np.isfinite(pred).all():  # min-max would spread NaN over the whole map, or hide an inf
+        raise BackendError("the model output holds NaN or inf values: its weights are damaged (non-finite) or a "
+                           "reduced precision overflowed; re-export or re-download the model")
     if spec.invert_output:
         pred = 1.0 - pred
     pred = min_max(pred)

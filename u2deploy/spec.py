@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import InputError
 
-__all__ = ["ModelSpec", "TASKS", "IMAGENET_MEAN", "IMAGENET_STD", "spec_for_task", "METADATA_KEY"]
+__all__ = ["ModelSpec", "TASKS", "IMAGENET_MEAN", "IMAGENET_STD", "spec_for_task", "METADATA_KEY", "parse_size",
+           "MAX_SIDE"]
+
+#: Largest image/network side accepted from options (--size): beyond it OpenCV's allocator or the
+#: network's activations (64 channels x H x W floats per layer) exhaust memory.
+MAX_SIDE = 4096
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,9 +75,9 @@ class ModelSpec:
             raise InputError(f"unknown task '{self.task}'; available: {', '.join(TASKS)}")
         if self.scale not in ("max", "255"):
             raise InputError(f"unknown scale mode '{self.scale}'; use 'max' or '255'")
-        height, width = self.input_size
-        if height < 32 or width < 32:
-            raise InputError(f"input size {height}x{width} is too small; use at least 32x32 (320 is the default)")
+        _check_size(self.input_size)
+        _check_statistics("mean", self.mean, positive=False)
+        _check_statistics("std", self.std, positive=True)
 
     def replace(self, **changes: Any) -> ModelSpec:
         return dataclasses.replace(self, **changes)
@@ -98,16 +105,49 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """The spec stored in a file; anything malformed is an `InputError` saying which field."""
+        if not isinstance(data, dict):
+            raise InputError(f"spec is a {type(data).__name__}, not a mapping of fields")
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         for key in ("input_size", "mean", "std", "output_names"):
             if key in kwargs:
+                if not isinstance(kwargs[key], (list, tuple)):
+                    raise InputError(f"spec field {key} is {kwargs[key]!r}, not a list")
                 kwargs[key] = tuple(kwargs[key])
+        for key in ("arch", "task", "scale", "input_name"):
+            if key in kwargs and not isinstance(kwargs[key], str):
+                raise InputError(f"spec field {key} is {kwargs[key]!r}, not a string")
+        if "extra" in kwargs and not isinstance(kwargs["extra"], dict):
+            raise InputError(f"spec field extra is {kwargs['extra']!r}, not a mapping")
         return cls(**kwargs)
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise InputError(f"spec is not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+
+def _check_size(size: Any) -> None:
+    if len(size) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size):
+        raise InputError(f"input size {list(size)!r} is not two integers (height, width)")
+    height, width = size
+    if height < 32 or width < 32:
+        raise InputError(f"input size {height}x{width} is too small; use at least 32x32 (320 is the default)")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise InputError(f"input size {height}x{width} is too large; use at most {MAX_SIDE}x{MAX_SIDE} (320 is the default)")
+
+
+def _check_statistics(name: str, values: Any, positive: bool) -> None:
+    """Three finite numbers (a std of 0 would divide by zero and give an inf/NaN tensor)."""
+    valid = len(values) == 3 and all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
+    if not valid or not all(math.isfinite(v) for v in values):
+        raise InputError(f"spec {name} {list(values)!r} is not three finite numbers")
+    if positive and min(values) <= 0:
+        raise InputError(f"spec std {list(values)!r} must be positive (a std of 0 divides by zero)")
 
 
 def spec_for_task(task: str, arch: str = "u2net", input_size: int | tuple[int, int] | None = None) -> ModelSpec:
@@ -124,12 +164,20 @@ def parse_size(size: int | str | tuple[int, int] | list[int]) -> tuple[int, int]
     """320, '320', '320x288' or (320, 288) -> (height, width)."""
     if isinstance(size, (tuple, list)):
         height, width = size
-        return int(height), int(width)
+        return _bounded(int(height), int(width), f"{height}x{width}")
     text = str(size).lower()
     try:
         if "x" in text:
             height, width = (int(part) for part in text.split("x"))
-            return height, width
-        return int(text), int(text)
+        else:
+            height = width = int(text)
     except ValueError:
         raise InputError(f"cannot read size '{size}'; use e.g. 320 or 320x288") from None
+    return _bounded(height, width, size)
+
+
+def _bounded(height: int, width: int, given: Any) -> tuple[int, int]:
+    """Sizes are checked before anything is allocated: 100000 must not reach OpenCV's allocator."""
+    if height < 1 or width < 1 or height > MAX_SIDE or width > MAX_SIDE:
+        raise InputError(f"size {given}: each side must be 1..{MAX_SIDE} (e.g. 320 or 320x288)")
+    return height, width

@@ -10,7 +10,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..processing import IMAGE_EXTENSIONS
 
-__all__ = ["IMAGE_EXTENSIONS", "expand_inputs", "add_runtime_arguments", "runtime_from_args", "print_table"]
+__all__ = ["IMAGE_EXTENSIONS", "expand_inputs", "add_runtime_arguments", "runtime_from_args", "print_table",
+           "add_max_pixels_argument", "apply_max_pixels", "at_least"]
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -46,9 +47,33 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
 
 
+def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
+    from ..processing import MAX_PIXELS, MAX_PIXELS_ENV
+
+    parser.add_argument("--max-pixels", default=None, metavar="N",
+                        help=f"refuse images declaring more pixels (default {MAX_PIXELS:_}, or ${MAX_PIXELS_ENV})")
+
+
+def apply_max_pixels(args: argparse.Namespace) -> None:
+    """`--max-pixels` reaches every image read of the command (and its subprocesses) via the env."""
+    from ..processing import MAX_PIXELS_ENV, max_pixels
+
+    if getattr(args, "max_pixels", None) is not None:
+        os.environ[MAX_PIXELS_ENV] = str(max_pixels(args.max_pixels))
+    else:
+        max_pixels()  # a malformed $U2DEPLOY_MAX_PIXELS fails now, in one line
+
+
+def at_least(value: float | None, minimum: float, option: str, hint: str = "") -> None:
+    """Options that make no sense below `minimum` are refused, never silently accepted."""
+    if value is not None and value < minimum:
+        raise InputError(f"{option} {value:g}: must be at least {minimum:g}" + (f" ({hint})" if hint else ""))
+
+
 def runtime_from_args(args: argparse.Namespace, **options):
     from ..runtimes.runtime import Runtime
 
+    at_least(args.threads, 1, "--threads", "leave it out for the backend's default")
     if args.threads:
         options["threads"] = args.threads
     return Runtime(args.model, backend=args.backend, device=args.device, mode=args.mode, task=args.task,

@@ -9,8 +9,10 @@
 The task (sod, human, portrait) comes from the model; `--task` sets it for files that carry none.
 A portrait model writes the drawing of the largest face at 512x512 (`--no-face`: the whole image).
 
-A file that cannot be read is reported in one line and skipped; every other input is still
-written, and the exit code is 1 at the end if anything was skipped.
+A file that cannot be read (truncated, not an image, above --max-pixels, NaN pixels) is reported
+in one line and skipped; every other input is still written, and the exit code is 1 at the end if
+anything was skipped. An output that would replace an input of the run is refused before anything
+runs; a full disk stops the run in one line, leaving no partial file.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_runtime_arguments
+from ._common import add_max_pixels_argument, add_runtime_arguments
 
 OUTPUTS = ("mask", "cutout", "composite")
 
@@ -33,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
     parser.add_argument("--no-face", action="store_true",
                         help="portrait: draw the whole image instead of detecting the largest face")
+    add_max_pixels_argument(parser)
 
 
 def parse_background(value: str):
@@ -53,55 +56,73 @@ def parse_background(value: str):
     raise InputError(f"--background {value}: not R,G,B and not an image file")
 
 
-def _write(kind: str, image_path, saliency, out_dir, background, used: set[str]):
+def plan_outputs(paths, out_dir) -> list:
+    """The file each input's result goes to: ``STEM.png`` in `out_dir`, ``STEM_2.png`` on a clash.
+
+    Refuses (one line) when a result would replace an input of the same run, e.g. ``-o`` the
+    input folder holding both ``a.jpg`` and ``a.png``: the run would destroy ``a.png`` and then
+    read its own output back as an input.
+    """
     from pathlib import Path
 
+    from .._io import same_file
+    from ..errors import OutputError
+
+    targets, used = [], set()
+    for path in paths:
+        stem = name = Path(path).stem
+        counter = 1
+        while name in used:  # two inputs with the same name from different folders
+            counter += 1
+            name = f"{stem}_{counter}"
+        used.add(name)
+        targets.append(Path(out_dir) / f"{name}.png")
+    for target in targets:
+        clash = next((p for p in paths if same_file(p, target)), None)
+        if clash is not None:
+            raise OutputError(f"-o {out_dir}: the result for an input would replace input {clash}; "
+                              "write to another folder")
+    return targets
+
+
+def _write(kind: str, image_path, saliency, target, background):
     from PIL import Image
 
     from .. import processing
+    from .._io import atomic_path
 
-    stem = Path(image_path).stem
-    name = stem
-    counter = 1
-    while name in used:  # two inputs with the same name from different folders
-        counter += 1
-        name = f"{stem}_{counter}"
-    used.add(name)
     if kind == "mask":
         array = processing.to_mask_u8(saliency)
     elif kind == "cutout":
         array = processing.cutout(image_path, saliency)
     else:
         array = processing.composite(image_path, saliency, background)
-    target = Path(out_dir) / f"{name}.png"
-    from .._io import atomic_path
-
     with atomic_path(target, suffix=".png") as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
     return target
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from tqdm import tqdm
 
+    from .._io import writable_dir
     from ..errors import InputError
-    from ._common import expand_inputs, runtime_from_args
+    from ._common import apply_max_pixels, expand_inputs, runtime_from_args
 
     if args.batch < 1:
         raise InputError(f"--batch {args.batch}: must be at least 1")
+    apply_max_pixels(args)
     background = parse_background(args.background) if args.output == "composite" else None
     paths = expand_inputs(args.inputs)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    failures, used = 0, set()
+    out_dir = writable_dir(args.out)
+    targets = dict(zip(paths, plan_outputs(paths, out_dir), strict=True))
+    failures = 0
     with runtime_from_args(args, task_options={"face": False} if args.no_face else None) as runtime:
         _check_output_fits_task(args.output, runtime.spec.task)
         bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None)
         for start in range(0, len(paths), args.batch):
             chunk = paths[start:start + args.batch]
-            failures += _predict_chunk(runtime, chunk, args, out_dir, background, used, bar)
+            failures += _predict_chunk(runtime, chunk, args, targets, background, bar)
         bar.close()
     written = len(paths) - failures
     print(f"wrote {written} {args.output}(s) to {out_dir}" + (f"; {failures} input(s) skipped" if failures else ""))
@@ -116,7 +137,7 @@ def _check_output_fits_task(output: str, task: str) -> None:
                                      "drawings (use --output mask, or --task sod/human)")
 
 
-def _predict_chunk(runtime, chunk, args, out_dir, background, used, bar) -> int:
+def _predict_chunk(runtime, chunk, args, targets, background, bar) -> int:
     """Predict a chunk in one call; if any file in it is bad, fall back to one at a time."""
     from ..errors import InputError
     from ..processing import load_image
@@ -133,9 +154,19 @@ def _predict_chunk(runtime, chunk, args, out_dir, background, used, bar) -> int:
     if good:
         maps = _predict_reporting_warnings(runtime, images, good, bar)
         for path, saliency in zip(good, maps, strict=True):
-            _write(args.output, path, saliency, out_dir, background, used)
-            bar.update(1)
+            _write_or_stop(args.output, path, saliency, targets, background, bar)
     return failures
+
+
+def _write_or_stop(kind: str, path, saliency, targets, background, bar) -> None:
+    """Write one result; a full disk or a folder turned read-only stops the run in one line."""
+    from .._io import output_error
+
+    try:
+        _write(kind, path, saliency, targets[path], background)
+    except OSError as exc:  # atomic_path removed the partial file; earlier results stay
+        raise output_error(exc, targets[path], done=f"{bar.n} of {bar.total} inputs were handled before it") from None
+    bar.update(1)
 
 
 def _predict_reporting_warnings(runtime, images, paths, bar):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_runtime_arguments
+from ._common import add_max_pixels_argument, add_runtime_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_group.add_argument("--max-frames", type=int, default=None, help="stop after reading N frames")
     run_group.add_argument("--headless", action="store_true", help="no window (the default sink becomes null)")
     run_group.add_argument("--stats", action="store_true", help="print FPS and per-stage times every second")
+    add_max_pixels_argument(run_group)
 
 
 def _add_input_arguments(group: argparse._ArgumentGroup) -> None:
@@ -90,15 +91,64 @@ def _print_stats(stats) -> None:
     print(f"stream: {stats.line()}", file=sys.stderr, flush=True)
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Values that make no sense are refused up front, never silently accepted."""
+    from ..errors import InputError
+    from ._common import at_least
+
+    at_least(args.input_width, 1, "--input-width")
+    at_least(args.input_height, 1, "--input-height")
+    at_least(args.input_loop, -1, "--input-loop", "-1 plays forever")
+    if args.timeout <= 0:
+        raise InputError(f"--timeout {args.timeout:g}: must be more than 0 seconds")
+    if args.input_rate is not None and args.input_rate <= 0:
+        raise InputError(f"--input-rate {args.input_rate:g}: must be more than 0")
+    at_least(args.bitrate, 1, "--bitrate")
+
+
+def _source_files(source) -> list:
+    """The files a file source reads (a video, or a folder's images), for the overwrite check."""
+    from pathlib import Path
+
+    paths = list(getattr(source, "paths", None) or [])
+    location = getattr(source, "target", None)
+    if isinstance(location, str) and Path(location).is_file():
+        paths.append(Path(location))
+    return paths
+
+
+def refuse_overwriting_source(source, sinks) -> None:
+    """A sink that is the source file (via a link or another spelling) or writes into its folder."""
+    from pathlib import Path
+
+    from .._io import same_file
+    from ..errors import OutputError
+
+    inputs = _source_files(source)
+    for sink in sinks:
+        path = getattr(sink, "path", None)
+        pattern = getattr(sink, "pattern", None)
+        for item in inputs:
+            if path is not None and same_file(path, item):
+                raise OutputError(f"--sink {sink.name}: is the source {item}; writing it would destroy the "
+                                  "input: give another file")
+            if pattern is not None and same_file(Path(pattern).parent, Path(item).parent):
+                raise OutputError(f"--sink {sink.name}: writes into the folder the source reads ({Path(item).parent}); "
+                                  "give another folder")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import Pipeline, parse_effect, source_from_uri
-    from ._common import runtime_from_args
+    from ._common import apply_max_pixels, runtime_from_args
 
     # Everything that can be checked without the model is checked first: a typo fails in milliseconds.
+    _check_numbers(args)
+    apply_max_pixels(args)
     source = source_from_uri(args.source, width=args.input_width, height=args.input_height, fps=args.input_rate,
                              api=args.input_api, codec=args.input_codec, flip=args.input_flip,
                              sensor_size=_sensor_size(args.sensor_size), loop=args.input_loop, timeout=args.timeout)
     sinks = _sinks(args)
+    refuse_overwriting_source(source, sinks)
     effect = parse_effect(args.effect)
     for part in (source, *sinks):  # GStreamer, a GUI: fail before the model loads
         part.check()

@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import __version__
 from .._io import atomic_path, sha256_file
-from ..errors import ModelLoadError, first_line
+from ..errors import InputError, ModelLoadError, U2DeployError, first_line
 from ..spec import METADATA_KEY, ModelSpec, spec_for_task
 from .registry import create_model, detect_arch
 from .u2net import U2Net
@@ -66,8 +66,26 @@ def load_checkpoint(source: str | os.PathLike, task: str | None = None) -> Loade
         loaded = _load_onnx(path, task)
     else:
         loaded = _load_torch(path, task)
+    _check_finite_weights(loaded.model, path)
     loaded.model.eval()
     return loaded
+
+
+def _check_finite_weights(model: nn.Module, path: Path) -> None:
+    """NaN/inf weights give a NaN or black map without a word: refuse the file at load."""
+    bad = [name for name, tensor in model.state_dict().items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]  # fmt: skip
+    if bad:
+        raise ModelLoadError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf (e.g. {bad[0]}); the file is "
+                             "damaged or its training diverged")
+
+
+def _spec_from(path: Path, read: Any, task: str | None) -> ModelSpec:
+    """The spec a file carries, with any malformed field reported against the file."""
+    try:
+        return read().with_task(task)
+    except InputError as exc:
+        raise ModelLoadError(f"{path}: stored {exc}; re-export or re-save the model") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,11 +124,17 @@ def _load_torch(path: Path, task: str | None) -> LoadedModel:
 
 
 def _from_u2deploy_checkpoint(path: Path, payload: dict[str, Any], task: str | None) -> LoadedModel:
-    spec = ModelSpec.from_dict(payload["spec"])
-    spec = spec.with_task(task)
-    model = create_model(spec.arch)
-    load_state_dict_checked(model, payload["state_dict"], path)
-    provenance = dict(payload.get("provenance", {}))
+    spec = _spec_from(path, lambda: ModelSpec.from_dict(payload.get("spec")), task)
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelLoadError(f"{path}: a u2deploy checkpoint without a state_dict of tensors; the file is damaged")
+    try:
+        model = create_model(spec.arch)
+    except U2DeployError as exc:
+        raise ModelLoadError(f"{path}: {exc}") from None
+    load_state_dict_checked(model, state, path)
+    provenance = payload.get("provenance")
+    provenance = dict(provenance) if isinstance(provenance, dict) else {}
     return LoadedModel(model, spec, str(path), sha256_file(path), provenance)
 
 
@@ -186,7 +210,7 @@ def _load_onnx(path: Path, task: str | None) -> LoadedModel:
     _set_batchnorm_identity(model)
     stored = {p.key: p.value for p in graph_model.metadata_props}
     if METADATA_KEY in stored:
-        spec = ModelSpec.from_json(stored[METADATA_KEY]).with_task(task)
+        spec = _spec_from(path, lambda: ModelSpec.from_json(stored[METADATA_KEY]), task)
     else:
         spec = spec_for_task(task or "sod", arch=arch)
     provenance = {"kind": "onnx-bn-folded", "opset": max(o.version for o in graph_model.opset_import if o.domain in ("", "ai.onnx"))}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -264,19 +265,36 @@ class ImageFolderSource(Source):
         super().__init__(name)
         self.size, self.loop = size, loop
         self._index = 0
+        self.bad: set[Path] = set()  # reported once, skipped on later plays
 
     def read(self) -> np.ndarray | None:
-        import cv2
+        """The next readable image as BGR uint8; an unreadable one is reported once and skipped.
 
+        Decoding goes through `processing.load_image`, so a decompression bomb, a non-image or
+        NaN pixels cost one line on stderr, not the stream.
+        """
         plays = self.loop + 1
-        if self.loop >= 0 and self._index >= len(self.paths) * plays:
+        while len(self.bad) < len(self.paths):
+            if self.loop >= 0 and self._index >= len(self.paths) * plays:
+                return None
+            path = self.paths[self._index % len(self.paths)]
+            self._index += 1
+            if path not in self.bad:
+                frame = self._decode(path)
+                if frame is not None:
+                    return _resize(frame, self.size)
+        raise InputError(f"{self.name}: none of its {len(self.paths)} image(s) is readable")
+
+    def _decode(self, path: Path) -> np.ndarray | None:
+        from .. import processing
+
+        try:
+            rgb = processing.to_rgb_u8(processing.load_image(path))
+        except InputError as exc:
+            self.bad.add(path)
+            print(f"skipped: {exc}", file=sys.stderr, flush=True)
             return None
-        path = self.paths[self._index % len(self.paths)]
-        self._index += 1
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise InputError(f"{path}: not a readable image; remove it from the folder or fix it")
-        return _resize(frame, self.size)
+        return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 def _list_images(spec: str) -> list[Path]:

@@ -68,11 +68,14 @@ def spec_from_metadata(artifact: Path, embedded: str | None, input_info: TensorI
 
     Third-party exports (rembg's u2net.onnx) carry no spec; their input size comes from the graph.
     """
-    if embedded:
-        return ModelSpec.from_json(embedded)
-    sidecar = read_sidecar(artifact)
-    if sidecar and "spec" in sidecar:
-        return ModelSpec.from_dict(sidecar["spec"])
+    try:  # a malformed stored spec (std 0, "abc" for a number) is refused here, naming the file
+        if embedded:
+            return ModelSpec.from_json(embedded)
+        sidecar = read_sidecar(artifact)
+        if sidecar and "spec" in sidecar:
+            return ModelSpec.from_dict(sidecar["spec"])
+    except InputError as exc:
+        raise BackendError(f"{artifact}: stored {exc}; re-export the model") from None
     height, width = input_info.shape[2:4]
     return ModelSpec(arch="unknown", input_size=(height or 320, width or 320), input_name=input_info.name,
                      output_names=tuple(output_names))  # fmt: skip
