@@ -63,6 +63,13 @@ class OutputError(U2DeployError):
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
-    """The first line of an exception's message (or its type name), for one-line error reports."""
-    lines = str(exc).strip().splitlines()
+    """The first useful line of an exception's message (or its type name), for one-line error reports.
+
+    C++ libraries (OpenVINO) open with lines such as ``Exception from src/...cpp:84:`` and
+    ``Check '...' failed at ...:887:``: a line ending in ':' introduces the next one, so the
+    next one is what the user needs ("bin file cannot be found").
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    while len(lines) > 1 and lines[0].endswith(":"):
+        lines.pop(0)
     return (lines[0] if lines else type(exc).__name__)[:limit]

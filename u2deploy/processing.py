@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,8 +142,9 @@ def _from_stream(stream: Any, name: str, limit: int | None) -> np.ndarray:
     except UnidentifiedImageError:
         # PIL's own message names the in-memory buffer, not the file: say what it means instead.
         raise InputError(f"{name}: not a readable image (none of {', '.join(_PIL_FORMATS)}); check the file") from None
-    except Image.DecompressionBombError:
-        raise InputError(f"{name}: declares more pixels than Pillow allows; raise --max-pixels if it is genuine") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own, lower, check fired first: same message
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_many(name, int(found.group(1)) if found else None, limit) from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, MemoryError) as exc:
         raise InputError(f"{name}: not a readable image ({_short(exc)}); check that the file is a complete image") from None
 
@@ -165,8 +167,16 @@ def _check_pixels(size: tuple[int, int], name: str, limit: int) -> None:
     if width < 1 or height < 1:
         raise InputError(f"{name}: the header declares an empty image ({width}x{height})")
     if width * height > limit:
-        raise InputError(f"{name}: {width}x{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
-                         f"{limit / 1e6:g}; raise it with --max-pixels or ${MAX_PIXELS_ENV} if the image is genuine")
+        raise _too_many(name, width * height, limit)
+
+
+def _too_many(name: str, pixels: int | None, limit: int) -> InputError:
+    if not pixels:
+        count = "more pixels than Pillow allows"
+    else:
+        count = f"{pixels / 1e6:.0f} megapixels" if pixels >= 1e6 else f"{pixels} pixels"
+    return InputError(f"{name}: declares {count}, above the limit of {limit / 1e6:g}; raise it with --max-pixels "
+                      f"or ${MAX_PIXELS_ENV} if the image is genuine")
 
 
 def _check_finite(array: np.ndarray, name: str) -> np.ndarray:

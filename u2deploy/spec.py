@@ -133,7 +133,7 @@ class ModelSpec:
 
 def _check_size(size: Any) -> None:
     if len(size) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in size):
-        raise InputError(f"input size {list(size)!r} is not two integers (height, width)")
+        raise InputError(f"spec input_size {list(size)!r} is not two integers (height, width)")
     height, width = size
     if height < 32 or width < 32:
         raise InputError(f"input size {height}x{width} is too small; use at least 32x32 (320 is the default)")
