@@ -125,3 +125,32 @@ def test_stream_frames_into_the_source_folder_are_refused(tmp_path, capsys):
     code = main(["stream", "missing-model.onnx", "--source", str(tmp_path / "frames"), "--sink",
                  str(tmp_path / "frames"), "--headless"])  # fmt: skip
     assert code == 1 and "folder the source reads" in _one_error_line(capsys)
+
+
+def _refuse_writes(monkeypatch):
+    def refuse(*args, **kwargs):  # as root chmod cannot make a folder read-only: fail as the kernel would
+        raise PermissionError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("u2deploy._io.tempfile.TemporaryFile", refuse)
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "{ckpt}", "--fmt", "onnx", "-o", "{out}/"],
+    ["export", "{ckpt}", "--fmt", "onnx", "-o", "{out}/model.onnx"],
+    ["train", "--data", "{tmp}", "--out", "{out}"],
+    ["data", "synth", "{out}", "--count", "1", "--size", "32"],
+])  # fmt: skip
+def test_read_only_outputs_fail_in_one_line_before_any_work(tmp_path, tiny_checkpoint, capsys, monkeypatch, command):
+    _refuse_writes(monkeypatch)
+    args = [a.format(ckpt=tiny_checkpoint, out=tmp_path / "out", tmp=tmp_path) for a in command]
+    assert main(args) == 1
+    assert "the file system is read-only; choose a writable folder" in _one_error_line(capsys)
+
+
+def test_disk_full_during_data_synth_is_one_line(tmp_path, capsys, monkeypatch):
+    def full(image, path, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("u2deploy.train.synth._save", full)
+    assert main(["data", "synth", str(tmp_path / "d"), "--count", "2", "--size", "32"]) == 1
+    assert "synth_00000.jpg: the disk is full; free some space" in _one_error_line(capsys)

@@ -9,6 +9,7 @@ line and exit with code 1; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
@@ -31,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("u2deploy.cli.info", "parameters, file size and GFLOPs of a model"),
     "doctor": ("u2deploy.cli.doctor", "what this machine can run, and how to fix what is missing"),
 }
+
+
+#: OSError numbers that describe the machine (permissions, space), printed in one line, not as a bug.
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 class _MissingCommand:
@@ -81,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
         return 0
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        from .._io import output_error  # a read-only or full disk is the user's environment, not a bug
+
+        print(f"u2deploy {args.command}: error: {output_error(exc, exc.filename or 'a file')}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"u2deploy {args.command}: interrupted", file=sys.stderr)
         return 130

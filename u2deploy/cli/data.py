@@ -35,8 +35,12 @@ def run(args: argparse.Namespace) -> int:
 def _synth(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .._io import writable_dir
+    from ..spec import parse_size
     from ..train.synth import generate
 
+    parse_size(args.size)  # bounded before anything is created or allocated
+    writable_dir(args.out, "data synth")
     with tqdm(total=args.count, unit="img", desc="synth", disable=None) as bar:
         root = generate(args.out, args.count, args.size, args.seed, progress=bar.update)
     print(f"wrote {args.count} image/mask pairs to {root}/images and {root}/masks")

@@ -77,6 +77,7 @@ def _explicit_options(args: argparse.Namespace) -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .._io import writable_dir
     from ..errors import InputError
     from ..train.config import TrainConfig
     from ..train.distributed import shutdown_distributed
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             if not options.get("data"):
                 raise InputError("--data is required (a dataset folder, or IMAGES_DIR MASKS_DIR); "
                                  "`u2deploy data synth DIR` makes a small synthetic one")  # fmt: skip
+            writable_dir(options.get("out") or TrainConfig.out, "--out")  # before data loading and the model
             trainer = Trainer(TrainConfig(**options))
         result = trainer.fit()
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._deps import require
+from .._io import writable_dir
 from ..compare import ParityReport
 from ..errors import UnsupportedOptionError
 from ..runtimes.base import sidecar_path
@@ -166,6 +167,7 @@ def run_export(model: str | os.PathLike, options: ExportOptions, out: str | os.P
 
     exporter = _prepare(options.validate())
     _check_out(out, options)
+    writable_dir(out if out is not None and _is_folder(out) else Path(out or ".").parent, "-o")
     steps = _Steps(4 if options.verify else 3, options.progress)
     with steps("load", f"loading {model}"):
         loaded = load_checkpoint(model, task=options.task)
