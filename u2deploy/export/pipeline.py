@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._deps import require
-from .._io import writable_dir
+from .._io import remove_stale_temporaries, temp_prefix, writable_dir
 from ..compare import ParityReport
 from ..errors import UnsupportedOptionError
 from ..runtimes.base import sidecar_path
@@ -117,9 +117,14 @@ def _target(out: str | os.PathLike | None, spec: ModelSpec, options: ExportOptio
 
 @contextlib.contextmanager
 def _staging(target: Path) -> Iterator[Path]:
-    """A hidden folder beside `target`, removed with whatever is left in it."""
+    """A hidden folder beside `target`, removed with whatever is left in it.
+
+    Its name carries this process's id: SIGTERM and Ctrl-C run this cleanup, and what a -9 kill
+    leaves is removed by the next export into the same folder (or `u2deploy cache`).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_stale_temporaries(target.parent)  # staging of exports killed with -9 (no cleanup ran)
+    stage = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
         yield stage
     finally:
