@@ -154,7 +154,7 @@ def test_export_staging_is_removed_on_sigterm_and_after_a_kill(tmp_path, tiny_ch
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not interrupt")
 
-    monkeypatch.setattr(pipeline, "build_manifest", terminated)
+    monkeypatch.setattr(pipeline, "exporter_for", lambda fmt: terminated)  # killed while converting
     code = main(["export", str(tiny_checkpoint), "--fmt", "onnx", "--size", "64", "--no-verify", "--quiet",
                  "-o", str(out / "model.onnx")])  # fmt: skip
     assert code == 128 + signal.SIGTERM
