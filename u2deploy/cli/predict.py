@@ -63,9 +63,9 @@ def plan_outputs(paths, out_dir) -> list:
     input folder holding both ``a.jpg`` and ``a.png``: the run would destroy ``a.png`` and then
     read its own output back as an input.
     """
+    import os
     from pathlib import Path
 
-    from .._io import same_file
     from ..errors import OutputError
 
     targets, used = [], set()
@@ -77,11 +77,16 @@ def plan_outputs(paths, out_dir) -> list:
             name = f"{stem}_{counter}"
         used.add(name)
         targets.append(Path(out_dir) / f"{name}.png")
-    for target in targets:
-        clash = next((p for p in paths if same_file(p, target)), None)
-        if clash is not None:
-            raise OutputError(f"-o {out_dir}: the result for an input would replace input {clash}; "
-                              "write to another folder")
+    # One file is one (device, inode), whatever the spelling or link: a set keeps this linear.
+    inputs = {(st.st_dev, st.st_ino): path for path in paths for st in [os.stat(path)]}
+    for path, target in zip(paths, targets, strict=True):
+        try:
+            st = os.stat(target)
+        except OSError:  # does not exist yet, so it is no input
+            continue
+        if (st.st_dev, st.st_ino) in inputs:
+            raise OutputError(f"-o {out_dir}: the result for {Path(path).name} would replace input "
+                              f"{inputs[(st.st_dev, st.st_ino)]}; write to another folder")
     return targets
 
 
