@@ -154,3 +154,12 @@ def test_disk_full_during_data_synth_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("u2deploy.train.synth._save", full)
     assert main(["data", "synth", str(tmp_path / "d"), "--count", "2", "--size", "32"]) == 1
     assert "synth_00000.jpg: the disk is full; free some space" in _one_error_line(capsys)
+
+
+def test_stream_frames_beside_a_source_video_are_allowed(tmp_path):
+    from u2deploy.cli.stream import refuse_overwriting_source
+    from u2deploy.pipeline import parse_sink, sink_from_uri, source_from_uri
+
+    _video(tmp_path / "clip.avi")
+    source = source_from_uri(str(tmp_path / "clip.avi"))
+    refuse_overwriting_source(source, [sink_from_uri(parse_sink(str(tmp_path)))])  # frames 000000.png... beside it

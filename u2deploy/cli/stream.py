@@ -106,35 +106,34 @@ def _check_numbers(args: argparse.Namespace) -> None:
     at_least(args.bitrate, 1, "--bitrate")
 
 
-def _source_files(source) -> list:
-    """The files a file source reads (a video, or a folder's images), for the overwrite check."""
+def _source_files(source) -> tuple[list, set]:
+    """(files a file source reads, folders of images it reads), for the overwrite check."""
     from pathlib import Path
 
-    paths = list(getattr(source, "paths", None) or [])
+    images = [Path(p) for p in getattr(source, "paths", None) or []]
     location = getattr(source, "target", None)
-    if isinstance(location, str) and Path(location).is_file():
-        paths.append(Path(location))
-    return paths
+    video = [Path(location)] if isinstance(location, str) and Path(location).is_file() else []
+    return images + video, {p.parent for p in images}
 
 
 def refuse_overwriting_source(source, sinks) -> None:
-    """A sink that is the source file (via a link or another spelling) or writes into its folder."""
+    """A sink that is the source file (via a link or another spelling), or frames into an image source's folder."""
     from pathlib import Path
 
     from .._io import same_file
     from ..errors import OutputError
 
-    inputs = _source_files(source)
+    files, folders = _source_files(source)
     for sink in sinks:
-        path = getattr(sink, "path", None)
-        pattern = getattr(sink, "pattern", None)
-        for item in inputs:
-            if path is not None and same_file(path, item):
-                raise OutputError(f"--sink {sink.name}: is the source {item}; writing it would destroy the "
-                                  "input: give another file")
-            if pattern is not None and same_file(Path(pattern).parent, Path(item).parent):
-                raise OutputError(f"--sink {sink.name}: writes into the folder the source reads ({Path(item).parent}); "
-                                  "give another folder")
+        path, pattern = getattr(sink, "path", None), getattr(sink, "pattern", None)
+        clash = next((item for item in files if path is not None and same_file(path, item)), None)
+        if clash is not None:
+            raise OutputError(f"--sink {sink.name}: is the source {clash}; writing it would destroy the input: "
+                              "give another file")
+        folder = next((f for f in folders if pattern is not None and same_file(Path(pattern).parent, f)), None)
+        if folder is not None:
+            raise OutputError(f"--sink {sink.name}: writes into the folder the source reads ({folder}); "
+                              "give another folder")
 
 
 def run(args: argparse.Namespace) -> int:
