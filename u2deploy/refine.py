@@ -272,6 +272,9 @@ def _matting(rgb: np.ndarray, saliency: np.ndarray, options: RefineOptions,
     fraction = float(unknown.mean())
     if not unknown.any():  # a hard map: nothing to estimate
         return trimap.astype(np.float32), rgb.copy() if want_fg else None, 0.0
+    if not ((trimap == 0).any() and (trimap == 1).any()):
+        # the solve needs both sure regions; a map that never reaches them is kept as it is
+        return np.clip(saliency, 0.0, 1.0), rgb.copy() if want_fg else None, fraction
     rows, cols = _band_box(unknown, margin=8)
     crop_rgb, crop_trimap = rgb[rows, cols], trimap[rows, cols]
     alpha_crop = _solve_alpha(crop_rgb, crop_trimap, options.max_side)
@@ -298,8 +301,8 @@ def _solve_alpha(rgb: np.ndarray, trimap: np.ndarray, max_side: int) -> np.ndarr
         small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         # nearest keeps the three trimap levels exact; the band stays where the full-size one is
         small_trimap = cv2.resize(trimap, size, interpolation=cv2.INTER_NEAREST)
-    if not (small_trimap == 0.5).any():
-        return trimap
+    if not ((small_trimap == 0.5).any() and (small_trimap == 0).any() and (small_trimap == 1).any()):
+        return trimap  # the downscale merged the band (or a sure region) away: keep the trimap
     alpha = pymatting.estimate_alpha_cf(small_image, small_trimap)
     if scale < 1.0:
         alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)

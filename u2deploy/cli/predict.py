@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import _predict_io
 from ._common import add_runtime_arguments
 
 OUTPUTS = ("mask", "cutout", "composite")
@@ -26,13 +27,15 @@ OUTPUTS = ("mask", "cutout", "composite")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
     parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
-    parser.add_argument("-o", "--out", required=True, help="output folder")
+    parser.add_argument("-o", "--out", required=True,
+                        help="output folder; or one file (.png .webp .jpg) for one input; - for stdout")
     parser.add_argument("--output", default="mask", choices=OUTPUTS, help="what to write (default mask)")
     parser.add_argument("--background", default="255,255,255",
                         help="composite background: R,G,B or an image file (default white)")
     parser.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
     parser.add_argument("--no-face", action="store_true",
                         help="portrait: draw the whole image instead of detecting the largest face")
+    _predict_io.add_arguments(parser)
 
 
 def parse_background(value: str):
@@ -53,12 +56,8 @@ def parse_background(value: str):
     raise InputError(f"--background {value}: not R,G,B and not an image file")
 
 
-def _write(kind: str, image_path, saliency, out_dir, background, used: set[str]):
+def _write(kind: str, image_path, saliency, out_dir, background, used: set[str], args=None):
     from pathlib import Path
-
-    from PIL import Image
-
-    from .. import processing
 
     stem = Path(image_path).stem
     name = stem
@@ -67,17 +66,12 @@ def _write(kind: str, image_path, saliency, out_dir, background, used: set[str])
         counter += 1
         name = f"{stem}_{counter}"
     used.add(name)
-    if kind == "mask":
-        array = processing.to_mask_u8(saliency)
-    elif kind == "cutout":
-        array = processing.cutout(image_path, saliency)
-    else:
-        array = processing.composite(image_path, saliency, background)
-    target = Path(out_dir) / f"{name}.png"
-    from .._io import atomic_path
+    fmt = _predict_io.format_for("", kind, getattr(args, "format", None))
+    array = _predict_io.render(kind, image_path, saliency, _predict_io.refine_options(args), background)
+    target = Path(out_dir) / f"{name}.{'jpg' if fmt == 'JPEG' else fmt.lower()}"
+    from .._io import atomic_write_bytes
 
-    with atomic_path(target, suffix=".png") as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+    atomic_write_bytes(target, _predict_io.encode(array, fmt))
     return target
 
 
@@ -92,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise InputError(f"--batch {args.batch}: must be at least 1")
     background = parse_background(args.background) if args.output == "composite" else None
+    _predict_io.format_for("", args.output, args.format)  # a cut-out into --format jpg fails before the model loads
+    special = _predict_io.dispatch(args, lambda: runtime_from_args(
+        args, task_options={"face": False} if args.no_face else None), background)
+    if special is not None:
+        return special
     paths = expand_inputs(args.inputs)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +132,7 @@ def _predict_chunk(runtime, chunk, args, out_dir, background, used, bar) -> int:
     if good:
         maps = _predict_reporting_warnings(runtime, images, good, bar)
         for path, saliency in zip(good, maps, strict=True):
-            _write(args.output, path, saliency, out_dir, background, used)
+            _write(args.output, path, saliency, out_dir, background, used, args)
             bar.update(1)
     return failures
 
