@@ -186,7 +186,7 @@ def markdown(result: dict[str, object]) -> str:
     machine = result["machine"]
     lines = [f"# Edge refinement on the synthetic matting set ({result['count']} images, {result['size']}x{result['size']})",
              "", "Maps: pretrained U2-Net, ONNX Runtime FP32. Mean over the images; time is the refinement alone "
-             "(ms per image, median machine noise included: the machine was shared with other jobs while this ran).",
+             "(mean ms per image; the 2-core machine was shared with other jobs while this ran, so times are noisy).",
              "", "| refine | SAD | MSE | MSE vs none | gradient | MSE in edge band | ms / image |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for s in result["summary"]:

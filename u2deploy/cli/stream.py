@@ -26,7 +26,7 @@ from ._common import add_runtime_arguments
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
     parser.add_argument("--source", required=True, help="camera, stream, video file or image folder URI (see above)")
-    parser.add_argument("--sink", action="append", default=None,
+    parser.add_argument("--sink", "-o", action="append", default=None,
                         help="output URI; repeat for several (default display://0, or null with --headless)")
     parser.add_argument("--effect", default="mask",
                         help="mask, matte, cutout[:checker|green|R,G,B], blur[:SIGMA], replace:IMAGE, color:R,G,B")

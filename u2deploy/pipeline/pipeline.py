@@ -252,6 +252,15 @@ def _as_sinks(sink: Sink | str | Sequence[Sink | str] | None) -> list[Sink]:
     return [s if isinstance(s, Sink) else sink_from_uri(s) for s in items]
 
 
+def _give_audio(sink: Sink, source: Source) -> None:
+    """A PyAV video sink copies the audio of a video file source (an image sequence has none)."""
+    from .sources import VideoFileSource
+    from .uri import is_pattern
+
+    if getattr(sink, "audio_from", False) is None and isinstance(source, VideoFileSource) and not is_pattern(source.name):
+        sink.audio_from = source.name
+
+
 def _check_frame(frame: Any, source: Source) -> None:
     if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3):
         shape = getattr(frame, "shape", type(frame).__name__)
@@ -331,6 +340,7 @@ class Pipeline:
             self._open_source(stack)
             stack.enter_context(self._signals(handle_signals))  # still ours while the sinks finalise
             for sink in sinks:
+                _give_audio(sink, self.source)
                 sink.open(self.source.fps)
                 stack.callback(sink.close)
             stream = stack.enter_context(contextlib.closing(self._stream()))
