@@ -237,7 +237,8 @@ class MaskSmoother:
             if change is None:
                 self._previous = None
             else:
-                weight = self.weight * np.clip(1.0 - change / self.motion, 0.0, 1.0)
+                # full weight below half the threshold (noise), none above it (motion)
+                weight = self.weight * np.clip(2.0 - 2.0 * change / self.motion, 0.0, 1.0)
         if self._previous is None or self._previous.shape != saliency.shape:
             self._previous = saliency
         else:
@@ -253,10 +254,11 @@ class MaskSmoother:
         scale = self._SMALL / max(height, width)
         small = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))),
                            interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        small = cv2.GaussianBlur(small, (5, 5), 0)  # before the difference, so sensor noise averages out
         previous, self._frame = self._frame, small
         if previous is None or previous.shape != small.shape:
             return None
-        change = cv2.GaussianBlur(np.abs(small - previous), (5, 5), 0)
+        change = np.abs(small - previous)
         if self.reset > 0 and float(change.mean()) > self.reset:
             self.resets += 1
             return None
