@@ -197,12 +197,40 @@ def markdown(result: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def guided_timing(repeat: int = 50) -> dict[str, float]:
+    """`guided_filter` on a 1280x720 frame, one OpenCV thread; a 5x5 Gaussian blur of the frame beside it as a yardstick."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    from u2deploy.refine import guided_filter
+
+    image, _, _ = make_sample(0, 720)
+    frame = np.ascontiguousarray(cv2.resize(image, (1280, 720)))
+    saliency = np.random.default_rng(0).random((720, 1280)).astype(np.float32)
+    times: dict[str, list[float]] = {"guided": [], "gaussian_5x5": []}
+    for _ in range(repeat):  # interleaved, so both see the same load
+        for name, call in (("guided", lambda: guided_filter(frame, saliency)),
+                           ("gaussian_5x5", lambda: cv2.GaussianBlur(frame, (5, 5), 0))):
+            start = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {f"{name}_{stat}_ms": float(fn(values)) for name, values in times.items()
+            for stat, fn in (("min", np.min), ("median", np.median))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--guided-timing", action="store_true", help="only time guided at 1280x720 (one thread)")
     args = parser.parse_args()
+    if args.guided_timing:
+        timing = {**guided_timing(), "machine": machine_info()}
+        print(json.dumps(timing, indent=1))
+        if not args.no_save:
+            (RESULTS / "guided_720p.json").write_text(json.dumps(timing, indent=1) + "\n")
+        return
     result = run(args.count, args.size)
     text = markdown(result)
     print(text)
