@@ -57,6 +57,7 @@ def test_refined_cutout_keeps_alpha_and_differs_from_raw(tmp_path, photo, model)
         result = u2deploy("predict", model, photo, "-o", tmp_path / f"{refine}.png", "--output", "cutout",
                           "--refine", refine, "--erode", "3", "--post", "none")
         assert result.returncode == 0, result.stderr
+        assert (b"matting" in result.stderr and b" s (" in result.stderr) == (refine == "matting")  # says how long
     raw, guided = (np.asarray(Image.open(tmp_path / f"{r}.png")) for r in ("none", "guided"))
     assert raw.shape == guided.shape and raw.shape[2] == 4
     assert not np.array_equal(raw[:, :, 3], guided[:, :, 3])

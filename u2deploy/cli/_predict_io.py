@@ -63,8 +63,12 @@ def refine_options(args: argparse.Namespace) -> RefineOptions:
                          bg_threshold=args.bg_threshold, erode=args.erode, max_side=args.matting_size)
 
 
-def render(kind: str, image: Any, saliency: np.ndarray, options: RefineOptions, background: Any) -> np.ndarray:
-    """The array `predict` writes: mask (grey), cutout (RGBA) or composite (RGB), refined as asked."""
+def render(kind: str, image: Any, saliency: np.ndarray, options: RefineOptions, background: Any,
+           name: str = "-") -> np.ndarray:
+    """The array `predict` writes: mask (grey), cutout (RGBA) or composite (RGB), refined as asked.
+
+    Matting says how long it took (stderr), since it can take seconds per image.
+    """
     from .. import processing
     from ..refine import refine_full
 
@@ -75,6 +79,9 @@ def render(kind: str, image: Any, saliency: np.ndarray, options: RefineOptions, 
             return processing.cutout(image, saliency)
         return processing.composite(image, saliency, background)
     refined = refine_full(saliency, image, options, foreground=kind != "mask")
+    if options.mode == "matting":
+        print(f"{name}: matting {refined.seconds:.2f} s ({refined.unknown_fraction:.1%} of the pixels unknown)",
+              file=sys.stderr, flush=True)
     if kind == "mask":
         return processing.to_mask_u8(refined.alpha)
     colours = refined.foreground if refined.foreground is not None else processing.to_rgb_u8(image)
@@ -134,7 +141,7 @@ def dispatch(args: argparse.Namespace, load_runtime: Callable[[], Any], backgrou
     image = load_image(data if data is not None else args.inputs[0])
     with load_runtime() as runtime:
         saliency = runtime.predict(image)
-    payload = encode(render(args.output, image, saliency, options, background), fmt)
+    payload = encode(render(args.output, image, saliency, options, background, args.inputs[0]), fmt)
     _emit(payload, args.out)
     return 0
 
@@ -214,7 +221,7 @@ def _process_one(runtime: Any, path: Path, target: Path, args: argparse.Namespac
     try:
         image = load_image(path)
         saliency = runtime.predict(image)
-        atomic_write_bytes(target, encode(render(args.output, image, saliency, options, background), fmt))
+        atomic_write_bytes(target, encode(render(args.output, image, saliency, options, background, str(path)), fmt))
     except U2DeployError as exc:
         print(f"skipped: {exc}", file=sys.stderr, flush=True)
         return 0

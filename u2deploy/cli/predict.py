@@ -67,7 +67,7 @@ def _write(kind: str, image_path, saliency, out_dir, background, used: set[str],
         name = f"{stem}_{counter}"
     used.add(name)
     fmt = _predict_io.format_for("", kind, getattr(args, "format", None))
-    array = _predict_io.render(kind, image_path, saliency, _predict_io.refine_options(args), background)
+    array = _predict_io.render(kind, image_path, saliency, _predict_io.refine_options(args), background, str(image_path))
     target = Path(out_dir) / f"{name}.{'jpg' if fmt == 'JPEG' else fmt.lower()}"
     from .._io import atomic_write_bytes
 
