@@ -74,3 +74,19 @@ def test_pipeline_refines_each_map(tiny_runtime, video_12):
     assert len(guided) == 12 and not np.allclose(plain[0], guided[0])
     with pytest.raises(InputError, match="--refine 'sharp'"):
         Pipeline(tiny_runtime, str(video_12), refine="sharp")
+
+
+def test_matting_cutout_uses_the_decontaminated_colours(tiny_runtime, video_12):
+    from u2deploy.pipeline.pipeline import _Packet
+
+    saliency = np.zeros((64, 96), np.float32)  # a soft-edged object where frame 0 has its block
+    saliency[12:52, 0:24] = 1.0
+    import cv2
+
+    saliency = cv2.GaussianBlur(saliency, (0, 0), 3)
+    for effect, changes in (("cutout", True), ("blur", False)):
+        pipeline = Pipeline(tiny_runtime, str(video_12), effect=effect, refine="matting")
+        packet = _Packet(0, indexed_frame(0), 0.0)
+        alpha = pipeline._refine(packet, saliency)
+        assert alpha.shape == saliency.shape and not np.array_equal(alpha, saliency)
+        assert (not np.array_equal(packet.frame, indexed_frame(0))) == changes, effect  # blur shows the old background

@@ -47,6 +47,7 @@ __all__ = ["Pipeline", "PipelineStats", "StageTimer", "MaskSmoother", "choose_ba
 
 _END = object()  # end of a channel: sent once, after the last item
 _POLL_S = 0.1  # how often blocked stages look at stop/abort flags
+_OBJECT_ONLY_EFFECTS = ("cutout", "matte", "replace", "color")  # effects that never show the old background
 
 
 # --------------------------------------------------------------------------------------------
@@ -481,12 +482,23 @@ class Pipeline:
         self.stats.stages["inference"].add(time.perf_counter() - start, len(batch))
         self.stats.frames_inferred += len(batch)
         for packet, saliency in zip(batch, maps, strict=True):
-            saliency = self.smoother(saliency, packet.frame)
-            if self.refine.active:  # after smoothing: edges follow this frame, not the average
-                saliency = refine_full(saliency, packet.frame, self.refine, foreground=False, channel_order="bgr").alpha
-            packet.saliency = saliency
+            packet.saliency = self._refine(packet, self.smoother(saliency, packet.frame))
             if not self._results.put(packet):
                 return
+
+    def _refine(self, packet: _Packet, saliency: np.ndarray) -> np.ndarray:
+        """Edge refinement after the temporal smoothing (edges follow this frame, not the average).
+
+        Matting also estimates the object's colours; effects that show only the object (cutout,
+        matte, replace, color) then use them, so no halo of the old background remains.
+        """
+        if not self.refine.active:
+            return saliency
+        clean = self.refine.mode == "matting" and self.refine.foreground and self.effect.name in _OBJECT_ONLY_EFFECTS
+        refined = refine_full(saliency, packet.frame, self.refine, foreground=clean, channel_order="bgr")
+        if refined.foreground is not None:
+            packet.frame = np.ascontiguousarray(refined.foreground[:, :, ::-1])
+        return refined.alpha
 
     def _emit(self, packet: _Packet, sinks: list[Sink]) -> None:
         """Output stage: effect, then every sink; runs in the caller's thread."""
