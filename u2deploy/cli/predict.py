@@ -87,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--batch {args.batch}: must be at least 1")
     background = parse_background(args.background) if args.output == "composite" else None
     _predict_io.format_for("", args.output, args.format)  # a cut-out into --format jpg fails before the model loads
-    special = _predict_io.dispatch(args, lambda: runtime_from_args(
-        args, task_options={"face": False} if args.no_face else None), background)
+    special = _predict_io.dispatch(args, lambda: _checked_runtime(args), background)
     if special is not None:
         return special
     paths = expand_inputs(args.inputs)
@@ -105,6 +104,19 @@ def run(args: argparse.Namespace) -> int:
     written = len(paths) - failures
     print(f"wrote {written} {args.output}(s) to {out_dir}" + (f"; {failures} input(s) skipped" if failures else ""))
     return 1 if failures else 0
+
+
+def _checked_runtime(args: argparse.Namespace):
+    """The runtime for the single-file and --watch forms, refused for an output its task cannot make."""
+    from ._common import runtime_from_args
+
+    runtime = runtime_from_args(args, task_options={"face": False} if args.no_face else None)
+    try:
+        _check_output_fits_task(args.output, runtime.spec.task)
+    except BaseException:
+        runtime.close()
+        raise
+    return runtime
 
 
 def _check_output_fits_task(output: str, task: str) -> None:
