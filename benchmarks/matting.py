@@ -193,7 +193,7 @@ def markdown(result: dict[str, object]) -> str:
         lines.append(f"| {s['mode']} | {s['sad']:.2f} | {s['mse']:.5f} | {s['mse_vs_none']:+.0%} | {s['grad']:.2f} | "
                      f"{s['mse_band']:.5f} | {s['ms']:.0f} |")
     lines += ["", f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores (shared). "
-              "Defaults: guided radius 8, eps 1e-4; matting trimap fg >= 240, bg <= 10, erode 10, solve <= 1024 px."]
+              "Defaults: guided radius 4, eps 1e-4; matting trimap fg >= 240, bg <= 10, erode 10, solve <= 1024 px."]
     return "\n".join(lines) + "\n"
 
 

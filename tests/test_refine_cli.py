@@ -71,6 +71,7 @@ def test_refined_cutout_keeps_alpha_and_differs_from_raw(tmp_path, photo, model)
     (["-o", "{tmp}/cut.jpg", "--output", "cutout"], "JPEG cannot hold the cut-out's alpha"),
     (["-o", "{tmp}/out.gif"], "unknown image type '.gif'"),
     (["-o", "{tmp}/out", "--watch-timeout", "1"], "--watch-timeout needs --watch"),
+    (["-o", "{tmp}/out", "--watch"], "--watch needs one input folder"),
 ])
 def test_bad_values_are_one_line_errors(tmp_path, photo, args, message):
     # no model is loaded for these: a missing file as MODEL proves they fail first

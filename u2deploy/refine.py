@@ -67,7 +67,7 @@ class RefineOptions:
     erode: int = 10
     max_side: int = 1024
     foreground: bool = True
-    radius: int = 8
+    radius: int = 4
     eps: float = 1e-4
 
     def __post_init__(self) -> None:
@@ -191,7 +191,7 @@ def smooth_mask(saliency: np.ndarray) -> np.ndarray:
 # Guided filter
 
 
-def guided_filter(image: np.ndarray, saliency: np.ndarray, radius: int = 8, eps: float = 1e-4,
+def guided_filter(image: np.ndarray, saliency: np.ndarray, radius: int = 4, eps: float = 1e-4,
                   subsample: int | None = None) -> np.ndarray:
     """Grey-guided filter of `saliency` by `image` (He et al.), in its fast subsampled form.
 

@@ -132,6 +132,8 @@ def dispatch(args: argparse.Namespace, load_runtime: Callable[[], Any], backgrou
     if len(args.inputs) != 1:
         raise InputError(f"-o {args.out} is one file but {len(args.inputs)} inputs were given; "
                          "give one input, or a folder as -o")
+    if args.out != "-" and not Path(args.out).suffix:
+        raise InputError(f"-o {args.out}: standard input gives one image; write it to a file (e.g. out.png) or - (stdout)")
     fmt = format_for(args.out, args.output, args.format)
     data = sys.stdin.buffer.read() if args.inputs == ["-"] else None
     if data is not None and not data:
