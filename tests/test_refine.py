@@ -112,3 +112,15 @@ def test_refine_cutout_is_rgba_in_either_channel_order():
     rgba = refine_cutout(image, rough, "guided")
     bgra = refine_cutout(image[:, :, ::-1].copy(), rough, "guided", channel_order="bgr")
     assert rgba.shape == (48, 48, 4) and np.array_equal(rgba, bgra)
+
+
+def test_processing_helpers_take_refine():
+    from u2deploy import processing
+
+    image, truth, rough = _scene(96)
+    rgba = processing.cutout(image, rough, refine="matting")
+    assert np.array_equal(rgba, refine_cutout(image, rough, "matting"))
+    assert not np.array_equal(rgba, processing.cutout(image, rough))
+    over_green = processing.composite(image, rough, (0, 177, 64), refine="matting")
+    from_bgr = processing.composite(image[:, :, ::-1].copy(), rough, (0, 177, 64), channel_order="bgr", refine="matting")
+    assert over_green.shape == (96, 96, 3) and np.array_equal(over_green, from_bgr)
