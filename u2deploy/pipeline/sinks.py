@@ -46,7 +46,8 @@ __all__ = [
 
 #: container suffix -> FOURCCs tried in order when no codec is given. mp4v comes first for MP4
 #: because every FFmpeg-enabled OpenCV has it; PyPI wheels have no H.264 encoder ('avc1' fails),
-#: so ask for it explicitly (--output-codec h264) where your OpenCV has one.
+#: so ask for it explicitly (--output-codec h264) where your OpenCV has one. With PyAV installed,
+#: .mp4/.webm/.mov without --output-codec go through `av_io.AvVideoSink` (H.264, alpha) instead.
 VIDEO_CODECS: dict[str, tuple[str, ...]] = {
     ".mp4": ("mp4v", "avc1"),
     ".mov": ("mp4v", "avc1"),
