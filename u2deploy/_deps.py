@@ -34,6 +34,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "skimage": ("dev", "pip install scikit-image"),
     "py_sod_metrics": ("train", "pip install 'u2deploy[train]'"),
     "matplotlib": ("bench", "pip install 'u2deploy[bench]'"),
+    "pymatting": ("matting", "pip install 'u2deploy[matting]'"),
+    "av": ("video", "pip install 'u2deploy[video]' (PyAV: FFmpeg in a wheel)"),
     "rembg": ("", "pip install rembg (optional peer for `u2deploy bench`)"),
 }
 

@@ -420,8 +420,17 @@ def _check_same_size(image: np.ndarray, saliency: np.ndarray) -> None:
         raise InputError(f"mask size {saliency.shape[:2]} does not match image size {image.shape[:2]}")
 
 
-def cutout(image: ImageInput, saliency: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
-    """RGBA uint8 cut-out: the image with the saliency map as alpha."""
+def cutout(image: ImageInput, saliency: np.ndarray, channel_order: str = "rgb", refine: Any = None) -> np.ndarray:
+    """RGBA uint8 cut-out: the image with the saliency map as alpha.
+
+    Args:
+        refine: None, ``"guided"``, ``"matting"`` or a `refine.RefineOptions`: refined alpha and,
+            for matting, the object's colours without the old background (`refine.refine_cutout`).
+    """
+    if refine is not None:
+        from .refine import refine_cutout
+
+        return refine_cutout(image, saliency, refine, channel_order)
     rgb = to_rgb_u8(image, channel_order)
     _check_same_size(rgb, saliency)
     return np.dstack([rgb, to_mask_u8(saliency)])
@@ -432,8 +441,21 @@ def composite(
     saliency: np.ndarray,
     background: tuple[int, int, int] | ImageInput = (255, 255, 255),
     channel_order: str = "rgb",
+    refine: Any = None,
 ) -> np.ndarray:
-    """RGB uint8: the salient object over a colour or over another image (resized to fit)."""
+    """RGB uint8: the salient object over a colour or over another image (resized to fit).
+
+    Args:
+        refine: as in `cutout`: the refined alpha and (matting) the object's clean colours are used.
+    """
+    if refine is not None:
+        from .refine import refine_full
+
+        refined = refine_full(saliency, image, refine, channel_order=channel_order)
+        clean = refined.foreground if refined.foreground is not None else to_rgb_u8(image, channel_order)
+        if channel_order == "bgr":  # `clean` is RGB; back to the caller's order, which the background shares
+            clean = np.ascontiguousarray(clean[:, :, ::-1])
+        return composite(clean, refined.alpha, background, channel_order)
     rgb = to_rgb_u8(image, channel_order).astype(np.float32)
     _check_same_size(rgb, saliency)
     alpha = np.clip(np.asarray(saliency, np.float32), 0.0, 1.0)[:, :, None]

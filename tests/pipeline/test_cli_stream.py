@@ -67,9 +67,10 @@ def test_ctrl_c_mid_stream_finalises_a_playable_mp4(tiny_checkpoint, tmp_path):
     threading.Thread(target=_lines, args=(process.stderr, lines), daemon=True).start()
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait until frames are flowing (the first --stats line)
+        while time.monotonic() < deadline:  # wait until frames are flowing (a --stats line)
             try:
-                if re.match(r"stream: \d+ frames", lines.get(timeout=1)):
+                flowing = re.match(r"stream: (\d+) frames", lines.get(timeout=1))
+                if flowing and int(flowing.group(1)) > 12:  # past the end of the file once
                     break
             except queue.Empty:
                 assert process.poll() is None, "stream exited early"
@@ -86,7 +87,7 @@ def test_ctrl_c_mid_stream_finalises_a_playable_mp4(tiny_checkpoint, tmp_path):
     read, written = int(match.group(1)), int(match.group(2))
     assert read == written > 12  # looped past the end of the file; nothing queued was lost
     frames, fourcc, _ = read_video(out)
-    assert len(frames) == written and fourcc == "FMP4"
+    assert len(frames) == written and fourcc in ("avc1", "h264")  # H.264 through PyAV
     assert not list(tmp_path.glob(".*partial*"))
 
 

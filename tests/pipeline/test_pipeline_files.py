@@ -56,11 +56,11 @@ def test_file_to_video_frame_count_order_size_and_codec(tiny_runtime, video_12, 
     assert not list(tmp_path.glob(".*partial*"))
 
 
-def test_mp4_default_codec_and_order_survives_lossy_coding(tiny_runtime, video_12, tmp_path):
+def test_mp4_default_codec_is_h264_and_order_survives_lossy_coding(tiny_runtime, video_12, tmp_path):
     out = tmp_path / "out.mp4"
     Pipeline(tiny_runtime, str(video_12), str(out), "matte").run()
     frames, fourcc, _ = read_video(out)
-    assert len(frames) == 12 and fourcc == "FMP4"  # mp4v is reported as FMP4 by FFmpeg
+    assert len(frames) == 12 and fourcc in ("avc1", "h264")  # H.264 through PyAV (u2deploy[video])
     source = [processing.composite(indexed_frame(i), tiny_runtime.predict(indexed_frame(i), channel_order="bgr"),
                                    (0, 0, 0), channel_order="bgr")[:, :, ::-1] for i in range(12)]
     for i, frame in enumerate(frames):  # each output frame is closest to the matte of its own input
@@ -101,7 +101,8 @@ def test_smoothing_is_an_average_over_time(tiny_runtime, video_12):
     plain = [s for _, s in Pipeline(tiny_runtime, str(video_12), max_frames=3)]
     smooth = [s for _, s in Pipeline(tiny_runtime, str(video_12), max_frames=3, smoothing=0.5)]
     assert np.array_equal(smooth[0], plain[0])
-    np.testing.assert_allclose(smooth[1], 0.5 * plain[1] + 0.5 * plain[0], atol=1e-6)
+    still = np.r_[0:10, 54:64]  # rows away from the moving block: there it is the plain average (moving pixels are not averaged)
+    np.testing.assert_allclose(smooth[1][still], (0.5 * plain[1] + 0.5 * plain[0])[still], atol=1e-6)
     with pytest.raises(InputError, match="smoothing 1.0"):
         Pipeline(tiny_runtime, str(video_12), smoothing=1.0)
 

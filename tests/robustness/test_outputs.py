@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,18 +78,17 @@ def test_predict_read_only_output_is_one_line(tmp_path, tiny_checkpoint, capsys,
 def test_predict_disk_full_stops_in_one_line_without_a_partial_file(tmp_path, tiny_checkpoint, capsys, monkeypatch):
     _images(tmp_path / "in", ("a.png", "b.png"))
     out = tmp_path / "out"
-    original = Image.Image.save
+    original = Path.write_bytes
     calls = []
 
-    def save(self, fp, *args, **kwargs):
-        calls.append(fp)
+    def write_bytes(self, data):  # every result is encoded in memory, then written through this
+        calls.append(self)
         if len(calls) == 2:  # the second result: half written, then the disk is full
-            with open(fp, "wb") as handle:
-                handle.write(b"\x89PNG half")
+            original(self, data[: len(data) // 2])
             raise OSError(errno.ENOSPC, "No space left on device")
-        return original(self, fp, *args, **kwargs)
+        return original(self, data)
 
-    monkeypatch.setattr(Image.Image, "save", save)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
     code = main(["predict", str(tiny_checkpoint), str(tmp_path / "in"), "-o", str(out), "--size", "64"])
     line = _one_error_line(capsys)
     assert code == 1 and "the disk is full" in line and "b.png" in line

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import _predict_io
 from ._common import add_max_pixels_argument, add_runtime_arguments
 
 OUTPUTS = ("mask", "cutout", "composite")
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-face", action="store_true",
                         help="portrait: draw the whole image instead of detecting the largest face")
     add_max_pixels_argument(parser)
+    _predict_io.add_arguments(parser)
 
 
 def parse_background(value: str):
@@ -56,7 +58,7 @@ def parse_background(value: str):
     raise InputError(f"--background {value}: not R,G,B and not an image file")
 
 
-def plan_outputs(paths, out_dir) -> list:
+def plan_outputs(paths, out_dir, suffix: str = ".png") -> list:
     """The file each input's result goes to: ``STEM.png`` in `out_dir`, ``STEM_2.png`` on a clash.
 
     Refuses (one line) when a result would replace an input of the same run, e.g. ``-o`` the
@@ -76,7 +78,7 @@ def plan_outputs(paths, out_dir) -> list:
             counter += 1
             name = f"{stem}_{counter}"
         used.add(name)
-        targets.append(Path(out_dir) / f"{name}.png")
+        targets.append(Path(out_dir) / f"{name}{suffix}")
     # One file is one (device, inode), whatever the spelling or link: a set keeps this linear.
     inputs = {(st.st_dev, st.st_ino): path for path in paths for st in [os.stat(path)]}
     for path, target in zip(paths, targets, strict=True):
@@ -90,21 +92,13 @@ def plan_outputs(paths, out_dir) -> list:
     return targets
 
 
-def _write(kind: str, image_path, saliency, target, background):
-    from PIL import Image
+def _write(kind: str, image_path, saliency, target, background, args) -> None:
+    from .._io import atomic_write_bytes
 
-    from .. import processing
-    from .._io import atomic_path
-
-    if kind == "mask":
-        array = processing.to_mask_u8(saliency)
-    elif kind == "cutout":
-        array = processing.cutout(image_path, saliency)
-    else:
-        array = processing.composite(image_path, saliency, background)
-    with atomic_path(target, suffix=".png") as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
-    return target
+    fmt = _predict_io.format_for("", kind, args.format)
+    array = _predict_io.render(kind, image_path, saliency, _predict_io.refine_options(args), background,
+                               str(image_path))
+    atomic_write_bytes(target, _predict_io.encode(array, fmt))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,9 +112,14 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--batch {args.batch}: must be at least 1")
     apply_max_pixels(args)
     background = parse_background(args.background) if args.output == "composite" else None
+    fmt = _predict_io.format_for("", args.output, args.format)  # a cut-out into --format jpg fails before loading
+    special = _predict_io.dispatch(args, lambda: _checked_runtime(args), background)
+    if special is not None:
+        return special
     paths = expand_inputs(args.inputs)
     out_dir = writable_dir(args.out)
-    targets = dict(zip(paths, plan_outputs(paths, out_dir), strict=True))
+    suffix = ".jpg" if fmt == "JPEG" else f".{fmt.lower()}"
+    targets = dict(zip(paths, plan_outputs(paths, out_dir, suffix), strict=True))
     failures = 0
     with runtime_from_args(args, task_options={"face": False} if args.no_face else None) as runtime:
         _check_output_fits_task(args.output, runtime.spec.task)
@@ -132,6 +131,19 @@ def run(args: argparse.Namespace) -> int:
     written = len(paths) - failures
     print(f"wrote {written} {args.output}(s) to {out_dir}" + (f"; {failures} input(s) skipped" if failures else ""))
     return 1 if failures else 0
+
+
+def _checked_runtime(args: argparse.Namespace):
+    """The runtime for the single-file and --watch forms, refused for an output its task cannot make."""
+    from ._common import runtime_from_args
+
+    runtime = runtime_from_args(args, task_options={"face": False} if args.no_face else None)
+    try:
+        _check_output_fits_task(args.output, runtime.spec.task)
+    except BaseException:
+        runtime.close()
+        raise
+    return runtime
 
 
 def _check_output_fits_task(output: str, task: str) -> None:
@@ -159,16 +171,16 @@ def _predict_chunk(runtime, chunk, args, targets, background, bar) -> int:
     if good:
         maps = _predict_reporting_warnings(runtime, images, good, bar)
         for path, saliency in zip(good, maps, strict=True):
-            _write_or_stop(args.output, path, saliency, targets, background, bar)
+            _write_or_stop(args, path, saliency, targets, background, bar)
     return failures
 
 
-def _write_or_stop(kind: str, path, saliency, targets, background, bar) -> None:
+def _write_or_stop(args, path, saliency, targets, background, bar) -> None:
     """Write one result; a full disk or a folder turned read-only stops the run in one line."""
     from .._io import output_error
 
     try:
-        _write(kind, path, saliency, targets[path], background)
+        _write(args.output, path, saliency, targets[path], background, args)
     except OSError as exc:  # atomic_path removed the partial file; earlier results stay
         raise output_error(exc, targets[path], done=f"{bar.n} of {bar.total} inputs were handled before it") from None
     bar.update(1)

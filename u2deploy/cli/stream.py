@@ -26,7 +26,7 @@ from ._common import add_max_pixels_argument, add_runtime_arguments
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
     parser.add_argument("--source", required=True, help="camera, stream, video file or image folder URI (see above)")
-    parser.add_argument("--sink", action="append", default=None,
+    parser.add_argument("--sink", "-o", action="append", default=None,
                         help="output URI; repeat for several (default display://0, or null with --headless)")
     parser.add_argument("--effect", default="mask",
                         help="mask, matte, cutout[:checker|green|R,G,B], blur[:SIGMA], replace:IMAGE, color:R,G,B")
@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="frames per inference call, file sources only (default: the model's batch, else 1)")
     run_group.add_argument("--smooth", type=float, default=0.0,
                            help="temporal smoothing of the mask, weight of the previous one: 0 off (default), 0.5, 0.8")
+    run_group.add_argument("--smooth-reset", type=float, default=0.15,
+                           help="--smooth: mean grey change (0..1) between frames that restarts the average, "
+                                "i.e. a scene cut (default 0.15; 0 never)")
+    from ._predict_io import add_refine_arguments
+
+    add_refine_arguments(parser.add_argument_group("edges"))
     run_group.add_argument("--max-frames", type=int, default=None, help="stop after reading N frames")
     run_group.add_argument("--headless", action="store_true", help="no window (the default sink becomes null)")
     run_group.add_argument("--stats", action="store_true", help="print FPS and per-stage times every second")
@@ -149,10 +155,14 @@ def run(args: argparse.Namespace) -> int:
     sinks = _sinks(args)
     refuse_overwriting_source(source, sinks)
     effect = parse_effect(args.effect)
+    from ._predict_io import refine_options
+
+    refine = refine_options(args)
     for part in (source, *sinks):  # GStreamer, a GUI: fail before the model loads
         part.check()
     with runtime_from_args(args) as runtime:
         pipeline = Pipeline(runtime, source, sinks, effect, batch=args.batch, smoothing=args.smooth,
+                            smooth_reset=args.smooth_reset, refine=refine,
                             max_frames=args.max_frames, stall_timeout=max(args.timeout, 1.0), show_stats=args.stats,
                             on_stats=_print_stats if args.stats else None)
         print(f"stream: {source.name} -> {', '.join(s.name for s in sinks)} (effect {args.effect}, batch "

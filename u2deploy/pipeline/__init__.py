@@ -14,6 +14,7 @@ source, sink or effect is used.
 
 from __future__ import annotations
 
+from .av_io import AvVideoSink, read_video_rgba
 from .effects import EFFECTS, Effect, parse_effect
 from .pipeline import MaskSmoother, Pipeline, PipelineStats, choose_batch
 from .sinks import (
@@ -60,6 +61,8 @@ __all__ = [
     "Sink",
     "NullSink",
     "VideoFileSink",
+    "AvVideoSink",
+    "read_video_rgba",
     "ImageSequenceSink",
     "DisplaySink",
     "GstSink",

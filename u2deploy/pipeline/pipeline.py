@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import InputError, U2DeployError, UnsupportedOptionError
+from ..refine import RefineOptions, refine_full
 from .effects import Effect, adapt_for_sink, parse_effect
 from .sinks import NullSink, Sink, sink_from_uri
 from .sources import Source, source_from_uri
@@ -46,6 +47,7 @@ __all__ = ["Pipeline", "PipelineStats", "StageTimer", "MaskSmoother", "choose_ba
 
 _END = object()  # end of a channel: sent once, after the last item
 _POLL_S = 0.1  # how often blocked stages look at stop/abort flags
+_OBJECT_ONLY_EFFECTS = ("cutout", "matte", "replace", "color")  # effects that never show the old background
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,24 +204,66 @@ class _Channel:
 class MaskSmoother:
     """Exponential moving average of the mask over time, to calm flicker on video.
 
-    ``m_t = (1 - weight) * s_t + weight * m_{t-1}``: weight 0 is off, 0.5 is light, 0.8 is
-    heavy (and lags behind fast motion). It restarts when the frame size changes.
+    ``m_t = (1 - w) * s_t + w * m_{t-1}``: weight 0 is off, 0.5 is light, 0.8 is heavy. Given the
+    frames, it does not lag behind what moves: where the picture changed since the last frame the
+    new map is taken as it is (the weight fades to 0 with the local change), and after a scene cut
+    or a camera move (mean change above `reset`) the average restarts. It restarts when the frame
+    size changes too.
+
+    Args:
+        weight: weight of the previous average, in [0, 1).
+        reset: mean absolute grey-level change (0..1) between frames that counts as a new scene;
+            0 never restarts.
+        motion: local grey-level change (0..1) at which a pixel stops being averaged.
     """
 
-    def __init__(self, weight: float = 0.0) -> None:
+    _SMALL = 64  # the change is measured on a small grey copy: cheap, and blind to sensor noise
+
+    def __init__(self, weight: float = 0.0, reset: float = 0.15, motion: float = 0.08) -> None:
         if not 0.0 <= weight < 1.0:
             raise InputError(f"smoothing {weight}: must be at least 0 and below 1 (0 = off, 0.5 = light, 0.8 = heavy)")
-        self.weight = float(weight)
+        if not 0.0 <= reset <= 1.0:
+            raise InputError(f"--smooth-reset {reset}: must be from 0 (never) to 1 (mean grey change of a scene cut)")
+        self.weight, self.reset, self.motion = float(weight), float(reset), float(motion)
+        self.resets = 0
         self._previous: np.ndarray | None = None
+        self._frame: np.ndarray | None = None
 
-    def __call__(self, saliency: np.ndarray) -> np.ndarray:
+    def __call__(self, saliency: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
         if self.weight == 0.0:
             return saliency
+        weight: float | np.ndarray = self.weight
+        if frame is not None:
+            change = self._change(frame, saliency.shape)
+            if change is None:
+                self._previous = None
+            else:
+                # full weight below half the threshold (noise), none above it (motion)
+                weight = self.weight * np.clip(2.0 - 2.0 * change / self.motion, 0.0, 1.0)
         if self._previous is None or self._previous.shape != saliency.shape:
             self._previous = saliency
         else:
-            self._previous = (1.0 - self.weight) * saliency + self.weight * self._previous
-        return self._previous
+            self._previous = (1.0 - weight) * saliency + weight * self._previous
+        return self._previous.astype(np.float32, copy=False)
+
+    def _change(self, frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+        """Per-pixel grey change since the last frame (full size), or None for a new scene."""
+        import cv2
+
+        grey = frame if frame.ndim == 2 else cv2.cvtColor(frame[:, :, :3], cv2.COLOR_BGR2GRAY)
+        height, width = grey.shape
+        scale = self._SMALL / max(height, width)
+        small = cv2.resize(grey, (max(1, round(width * scale)), max(1, round(height * scale))),
+                           interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+        small = cv2.GaussianBlur(small, (5, 5), 0)  # before the difference, so sensor noise averages out
+        previous, self._frame = self._frame, small
+        if previous is None or previous.shape != small.shape:
+            return None
+        change = np.abs(small - previous)
+        if self.reset > 0 and float(change.mean()) > self.reset:
+            self.resets += 1
+            return None
+        return cv2.resize(change, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def choose_batch(artifact_batch: int | None, requested: int | None, live: bool) -> int:
@@ -252,6 +296,15 @@ def _as_sinks(sink: Sink | str | Sequence[Sink | str] | None) -> list[Sink]:
     return [s if isinstance(s, Sink) else sink_from_uri(s) for s in items]
 
 
+def _give_audio(sink: Sink, source: Source) -> None:
+    """A PyAV video sink copies the audio of a video file source (an image sequence has none)."""
+    from .sources import VideoFileSource
+    from .uri import is_pattern
+
+    if getattr(sink, "audio_from", False) is None and isinstance(source, VideoFileSource) and not is_pattern(source.name):
+        sink.audio_from = source.name
+
+
 def _check_frame(frame: Any, source: Source) -> None:
     if not (isinstance(frame, np.ndarray) and frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3):
         shape = getattr(frame, "shape", type(frame).__name__)
@@ -279,6 +332,8 @@ class Pipeline:
         effect: an `Effect` or an effect name (``mask``, ``blur:25``, ``replace:beach.jpg``...).
         batch: frames per inference call for file sources (None: the artifact's batch, else 1).
         smoothing: weight of the previous mask in the temporal average (0 = off).
+        smooth_reset: mean grey change between frames that restarts the average (a scene cut; 0 never).
+        refine: edge refinement of each map (``guided``, ``matting`` or a `RefineOptions`).
         max_frames: stop after reading this many frames.
         stall_timeout: a live source that delivers no frame for this long is an error.
         show_stats: draw the status line on sinks that show frames (the display).
@@ -289,6 +344,7 @@ class Pipeline:
 
     def __init__(self, runtime: Runtime, source: Source | str | int, sink: Sink | str | Sequence[Sink | str] | None = None,
                  effect: Effect | str = "mask", *, batch: int | None = None, smoothing: float = 0.0,
+                 smooth_reset: float = 0.15, refine: RefineOptions | str | None = None,
                  max_frames: int | None = None, stall_timeout: float = 10.0, show_stats: bool = False,
                  on_stats: Callable[[PipelineStats], None] | None = None, join_timeout: float = 5.0) -> None:
         if max_frames is not None and max_frames < 1:
@@ -298,7 +354,8 @@ class Pipeline:
         self.sinks = _as_sinks(sink)
         self.effect = parse_effect(effect)
         self.batch = choose_batch(runtime.batch_size, batch, self.source.live)
-        self.smoother = MaskSmoother(smoothing)
+        self.smoother = MaskSmoother(smoothing, reset=smooth_reset)
+        self.refine = refine if isinstance(refine, RefineOptions) else RefineOptions(refine or "none")
         self.max_frames, self.stall_timeout, self.join_timeout = max_frames, stall_timeout, join_timeout
         self.show_stats, self.on_stats = show_stats, on_stats
         self.stats = PipelineStats(source=self.source.name, sinks=[s.name for s in self.sinks], batch=self.batch)
@@ -331,6 +388,7 @@ class Pipeline:
             self._open_source(stack)
             stack.enter_context(self._signals(handle_signals))  # still ours while the sinks finalise
             for sink in sinks:
+                _give_audio(sink, self.source)
                 sink.open(self.source.fps)
                 stack.callback(sink.close)
             stream = stack.enter_context(contextlib.closing(self._stream()))
@@ -424,9 +482,23 @@ class Pipeline:
         self.stats.stages["inference"].add(time.perf_counter() - start, len(batch))
         self.stats.frames_inferred += len(batch)
         for packet, saliency in zip(batch, maps, strict=True):
-            packet.saliency = self.smoother(saliency)
+            packet.saliency = self._refine(packet, self.smoother(saliency, packet.frame))
             if not self._results.put(packet):
                 return
+
+    def _refine(self, packet: _Packet, saliency: np.ndarray) -> np.ndarray:
+        """Edge refinement after the temporal smoothing (edges follow this frame, not the average).
+
+        Matting also estimates the object's colours; effects that show only the object (cutout,
+        matte, replace, color) then use them, so no halo of the old background remains.
+        """
+        if not self.refine.active:
+            return saliency
+        clean = self.refine.mode == "matting" and self.refine.foreground and self.effect.name in _OBJECT_ONLY_EFFECTS
+        refined = refine_full(saliency, packet.frame, self.refine, foreground=clean, channel_order="bgr")
+        if refined.foreground is not None:
+            packet.frame = np.ascontiguousarray(refined.foreground[:, :, ::-1])
+        return refined.alpha
 
     def _emit(self, packet: _Packet, sinks: list[Sink]) -> None:
         """Output stage: effect, then every sink; runs in the caller's thread."""

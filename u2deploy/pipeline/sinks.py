@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deps import available
 from .._io import atomic_write_bytes
 from ..errors import InputError, MissingDependencyError, UnsupportedOptionError
 from . import gstreamer
@@ -45,7 +46,8 @@ __all__ = [
 
 #: container suffix -> FOURCCs tried in order when no codec is given. mp4v comes first for MP4
 #: because every FFmpeg-enabled OpenCV has it; PyPI wheels have no H.264 encoder ('avc1' fails),
-#: so ask for it explicitly (--output-codec h264) where your OpenCV has one.
+#: so ask for it explicitly (--output-codec h264) where your OpenCV has one. With PyAV installed,
+#: .mp4/.webm/.mov without --output-codec go through `av_io.AvVideoSink` (H.264, alpha) instead.
 VIDEO_CODECS: dict[str, tuple[str, ...]] = {
     ".mp4": ("mp4v", "avc1"),
     ".mov": ("mp4v", "avc1"),
@@ -464,6 +466,10 @@ def _file_sink(uri: URI, fps: float | None, codec: str | None) -> Sink:
     location = uri.location
     suffix = Path(location).suffix.lower()
     if suffix in VIDEO_CODECS:
+        from .av_io import AV_SUFFIXES, AvVideoSink
+
+        if codec is None and suffix in AV_SUFFIXES and available("av"):
+            return AvVideoSink(location, fps=fps)  # H.264 and alpha; --output-codec keeps OpenCV's writer
         return VideoFileSink(location, fps=fps, codec=codec)
     _reject(uri, output_codec=codec, output_rate=fps)
     if is_pattern(location) or not suffix or Path(location).is_dir() or location.endswith(("/", os.sep)):
