@@ -23,7 +23,7 @@ from ..errors import UnsupportedOptionError
 from ..runtimes.base import sidecar_path
 from ..runtimes.registry import LIBRARIES
 from ..spec import ModelSpec
-from . import exporter_for, quantizer_for
+from . import LAYOUTS, exporter_for, layout_for, quantizer_for
 from .manifest import build_manifest, write_manifest
 from .options import ExportOptions, default_output_path
 
@@ -164,6 +164,8 @@ def run_export(model: str | os.PathLike, options: ExportOptions, out: str | os.P
     """Export `model` as `options` ask; see `u2deploy.export.export`."""
     from ..model import load_checkpoint
 
+    if options.fmt in LAYOUTS:  # e.g. a Triton repository: it runs this function for its inner artifact
+        return layout_for(options.fmt)(model, options, out)
     exporter = _prepare(options.validate())
     _check_out(out, options)
     steps = _Steps(4 if options.verify else 3, options.progress)
