@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import _ray_predict
 from ._common import add_runtime_arguments
 
 OUTPUTS = ("mask", "cutout", "composite")
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
     parser.add_argument("--no-face", action="store_true",
                         help="portrait: draw the whole image instead of detecting the largest face")
+    _ray_predict.add_arguments(parser)
 
 
 def parse_background(value: str):
@@ -91,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise InputError(f"--batch {args.batch}: must be at least 1")
+    if args.ray is not None:  # the same job on a Ray cluster
+        return _ray_predict.run(args)
     background = parse_background(args.background) if args.output == "composite" else None
     paths = expand_inputs(args.inputs)
     out_dir = Path(args.out)
