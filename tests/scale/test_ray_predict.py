@@ -107,15 +107,17 @@ def test_against_a_separately_started_head(tiny_export, inputs, tmp_path):
     model = str(tiny_export("onnx", dynamic=("batch",)).path)
     port = _free_port()
     ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
+    # A throwaway local cluster: Ray's token authentication is switched off for both sides.
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false", "--node-ip-address=127.0.0.1"],
+                             "--include-dashboard=false"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
         command = [sys.executable, "-m", "u2deploy", "predict", model, inputs[0], "-o", str(tmp_path / "ray"),
                    f"--ray=127.0.0.1:{port}"]  # fmt: skip
-        deadline, done = time.monotonic() + 120, None
+        deadline, done = time.monotonic() + 240, None
         while time.monotonic() < deadline:  # the head takes a few seconds to accept drivers
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
             if done.returncode == 0 or "wrote" in done.stdout:
                 break
             time.sleep(3)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._deps import require
-from ..errors import InputError, UnsupportedOptionError
+from ..errors import BackendError, InputError, UnsupportedOptionError, first_line
 from ..processing import IMAGE_EXTENSIONS
 
 __all__ = ["RayPredictResult", "ray_predict", "list_images", "plan_names", "PredictActor", "GPU_SUFFIXES"]
@@ -174,7 +174,11 @@ def _connect(address: str | None) -> bool:
     ray = require("ray", "--ray (Ray Data bulk inference)")
     if ray.is_initialized():
         return False
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    except ConnectionError as exc:
+        raise BackendError(f"cannot join the Ray cluster at {address or '$RAY_ADDRESS'} ({first_line(exc, 100)}); "
+                           "check the address and auth token, or drop it for a local Ray") from exc
     return True
 
 
