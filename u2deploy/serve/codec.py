@@ -8,6 +8,7 @@ decompression bomb is refused, never allocated. Rendering reuses `u2deploy.proce
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,13 @@ def decode_image(data: bytes, max_pixels: int, name: str = "upload") -> np.ndarr
     if not data:
         raise InputError(f"{name}: empty body; send an image (JPEG, PNG, WebP, ...) as the body or as a 'file' field")
     try:
-        with Image.open(io.BytesIO(data)) as probe:  # reads the header only
-            width, height = probe.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        with warnings.catch_warnings():  # our own limit below is the guard; Pillow's warning would only add noise
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:  # reads the header only
+                width, height = probe.size
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its MAX_IMAGE_PIXELS
+        raise TooLargeError(f"{name}: image is over the pixel limit (Pillow refused it as a decompression bomb)") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise InputError(f"{name}: not a readable image ({type(exc).__name__}); send a JPEG, PNG, WebP, ...") from exc
     if width * height > max_pixels:
         raise TooLargeError(f"{name}: {width}x{height} pixels is over the limit of {max_pixels} (--max-pixels)")
