@@ -70,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn handles SIGTERM/SIGINT: stop accepting, finish in-flight requests, run the app's shutdown
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
                             timeout_graceful_shutdown=settings.timeout_s, access_log=args.log_level == "debug")
+    _exit_zero_after_graceful_stop()
     uvicorn.Server(config).run()
     runtime.close()
     return 0
+
+
+def _exit_zero_after_graceful_stop() -> None:
+    """A drained stop is a success: uvicorn re-raises SIGTERM/SIGINT after its shutdown under the handlers it
+    found, so install ones that ignore that second delivery (the default would kill the process with -15)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
