@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -61,3 +65,35 @@ def serve_client(model, **settings):
 def client(runtime):
     with serve_client(runtime, max_batch=4) as test_client:
         yield test_client
+
+
+@contextlib.contextmanager
+def running_server(model, *options: str):
+    """`python -m u2deploy serve MODEL` on a free 127.0.0.1 port: yields (process, base URL) once /readyz is 200."""
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "u2deploy", "serve", str(model), "--port", str(port), "--log-level", "warning", *options]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(httpx, url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(f"server did not start: {process.stdout.read().decode()[-2000:]}")
+            time.sleep(0.2)
+        yield process, url
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _ready(httpx, url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False

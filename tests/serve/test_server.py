@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,16 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from .conftest import running_server
+
 httpx = pytest.importorskip("httpx")
 
 CLIENTS = 16
 ROUNDS = 8  # 16 clients x 8 photos each per load phase; kept small for CI's 2 cores
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rss_mb(pid: int) -> float:
@@ -37,26 +29,8 @@ def _rss_mb(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def server(serve_onnx):
-    port = _free_port()
-    command = [sys.executable, "-m", "u2deploy", "serve", str(serve_onnx), "--port", str(port), "--max-batch", "8",
-               "--max-delay-ms", "5", "--max-queue", "256", "--workers", "2", "--log-level", "warning"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"server did not start: {process.stdout.read().decode()[-2000:]}")
-        time.sleep(0.2)
-    yield process, url
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    with running_server(serve_onnx, "--max-batch", "8", "--max-delay-ms", "5", "--max-queue", "256", "--workers", "2") as found:
+        yield found
 
 
 def _client_loop(url: str, jobs: list[tuple[str, bytes]], expected: dict[str, np.ndarray], results: list) -> None:
