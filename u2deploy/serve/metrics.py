@@ -7,7 +7,7 @@ from typing import Any
 __all__ = ["ServeMetrics", "STAGES"]
 
 #: stages of one request, in order; `queue` is the wait for a batch, `total` the whole request
-STAGES = ("read", "decode", "preprocess", "queue", "infer", "postprocess", "encode", "total")
+STAGES = ("decode", "preprocess", "queue", "infer", "postprocess", "encode", "total")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
