@@ -34,6 +34,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "skimage": ("dev", "pip install scikit-image"),
     "py_sod_metrics": ("train", "pip install 'u2deploy[train]'"),
     "matplotlib": ("bench", "pip install 'u2deploy[bench]'"),
+    "fastapi": ("serve", "pip install 'u2deploy[serve]'"),
+    "uvicorn": ("serve", "pip install 'u2deploy[serve]'"),
+    "prometheus_client": ("serve", "pip install 'u2deploy[serve]'"),
     "rembg": ("", "pip install rembg (optional peer for `u2deploy bench`)"),
 }
 
