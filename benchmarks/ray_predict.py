@@ -90,7 +90,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     images = make_images(work / "images", args.images)
     os.environ["TQDM_DISABLE"] = "1"
     start = time.perf_counter()
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - start
     ray.data.DataContext.get_current().enable_progress_bars = False
     load_before = os.getloadavg()

@@ -38,6 +38,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "uvicorn": ("serve", "pip install 'u2deploy[serve]'"),
     "prometheus_client": ("serve", "pip install 'u2deploy[serve]'"),
     "rembg": ("", "pip install rembg (optional peer for `u2deploy bench`)"),
+    "ray": ("ray", "pip install 'u2deploy[ray]'"),
+    "ray.serve": ("ray", "pip install 'u2deploy[ray]'"),
+    "tritonclient": ("triton", "pip install 'u2deploy[triton]'"),
 }
 
 

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.onnxruntime
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # never join another one
     yield ray
     ray.shutdown()
 
@@ -62,7 +63,7 @@ def assert_same_outputs(local: Path, remote: Path) -> None:
 
 @pytest.mark.parametrize("output", ["mask", "cutout"])
 def test_ray_predict_equals_local_predict(ray_cluster, tiny_export, inputs, tmp_path, capsys, output):
-    model = str(tiny_export("onnx", dynamic=("batch",)).path)
+    model = str(tiny_export("onnx", dynamic=("batch",), verify=False).path)
     local_code, local_skipped = run_cli(["predict", model, *inputs, "-o", str(tmp_path / "local"),
                                          "--output", output, "--batch", "2"], capsys)  # fmt: skip
     ray_code, ray_skipped = run_cli(["predict", model, *inputs, "-o", str(tmp_path / "ray"), "--output", output,
@@ -75,7 +76,7 @@ def test_ray_predict_equals_local_predict(ray_cluster, tiny_export, inputs, tmp_
 def test_python_api_and_uri_inputs(ray_cluster, tiny_export, inputs, tmp_path):
     from u2deploy.scale import ray_predict
 
-    model = tiny_export("onnx", dynamic=("batch",)).path
+    model = tiny_export("onnx", dynamic=("batch",), verify=False).path
     uri = Path(inputs[0]).as_uri()  # file:///...: the pyarrow filesystem path
     result = ray_predict(model, [uri], tmp_path / "out", batch_size=3, report=False)
     assert result.written == 3 and result.skipped == []
@@ -104,7 +105,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_against_a_separately_started_head(tiny_export, inputs, tmp_path):
     """`ray start --head` in its own process; the CLI joins it by address (and leaves it running)."""
-    model = str(tiny_export("onnx", dynamic=("batch",)).path)
+    model = str(tiny_export("onnx", dynamic=("batch",), verify=False).path)
     port = _free_port()
     ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
     # A throwaway local cluster: Ray's token authentication is switched off for both sides.
@@ -127,3 +128,6 @@ def test_against_a_separately_started_head(tiny_export, inputs, tmp_path):
     finally:
         os.killpg(head.pid, 15)  # `ray start --block` stops the processes it started on SIGTERM
         head.wait(timeout=60)
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # `ray start` left its address here
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import _ray_serve
 from ._common import add_runtime_arguments
 
 
@@ -39,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     batching.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload (default 20 MB), then 413")
     batching.add_argument("--max-pixels", type=float, default=40.0, help="largest image in megapixels (default 40), then 413")
     parser.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    _ray_serve.add_arguments(parser)
 
 
 def _settings(args: argparse.Namespace):
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     from ._common import runtime_from_args
 
     settings = _settings(args)
+    if args.ray is not None:  # the same app as a Ray Serve deployment
+        return _ray_serve.run(args, settings)
     uvicorn = require("uvicorn", "u2deploy serve")
     require("fastapi", "u2deploy serve")
     runtime = runtime_from_args(args)  # load before binding: a bad model is a one-line error, not a dead server

@@ -54,12 +54,12 @@ _STATUS: list[tuple[type, int, str]] = [
 class ServeState:
     """What the routes share: settings, the runtime, the batcher, the worker pool and the metrics."""
 
-    def __init__(self, model: Any, settings: ServeSettings) -> None:
+    def __init__(self, model: Any, settings: ServeSettings, batcher_class: type[Batcher] = Batcher) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         from .metrics import ServeMetrics
 
-        self.model, self.settings = model, settings
+        self.model, self.settings, self.batcher_class = model, settings, batcher_class
         self.runtime: Any = None
         self.batcher: Batcher | None = None
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="u2deploy-serve")
@@ -86,7 +86,7 @@ class ServeState:
                 self.runtime = await loop.run_in_executor(self.pool, lambda: Runtime(self.model, **self.settings.runtime_options))
             else:
                 self.runtime = self.model
-            self.batcher = Batcher(self.runtime, max_batch=self.settings.max_batch, max_delay_ms=self.settings.max_delay_ms,
+            self.batcher = self.batcher_class(self.runtime, max_batch=self.settings.max_batch, max_delay_ms=self.settings.max_delay_ms,
                                    max_queue=self.settings.max_queue, pool=self.pool, observer=self.metrics.observe)
             await self.batcher.start()
             if self.settings.warmup:
@@ -190,16 +190,17 @@ def page_html() -> str:
     return resources.files("u2deploy.serve").joinpath("page.html").read_text(encoding="utf-8")
 
 
-def create_app(model: Any, settings: ServeSettings | None = None) -> Any:
+def create_app(model: Any, settings: ServeSettings | None = None, *, batcher_class: type[Batcher] = Batcher) -> Any:
     """The service as a FastAPI app.
 
     Args:
         model: a loaded `Runtime`, or anything `Runtime` accepts (loaded at start-up, in the background).
         settings: limits and batching; the defaults bind nothing (the host is uvicorn's business).
+        batcher_class: the batching engine (`u2deploy.scale.ray_serve` passes one driven by `@serve.batch`).
     """
     fastapi = require("fastapi", "u2deploy serve")
     settings = settings or ServeSettings()
-    state = ServeState(model, settings)
+    state = ServeState(model, settings, batcher_class)
     app = fastapi.FastAPI(title="u2deploy", version=__version__, lifespan=state.lifespan,
                           description="U2-Net background removal: masks, cut-outs and composites, batched across requests.")
     app.state.serve = state
