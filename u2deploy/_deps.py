@@ -40,6 +40,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "rembg": ("", "pip install rembg (optional peer for `u2deploy bench`)"),
     "ray": ("ray", "pip install 'u2deploy[ray]'"),
     "ray.serve": ("ray", "pip install 'u2deploy[ray]'"),
+    "pyarrow": ("ray", "pip install 'u2deploy[ray]'"),
     "tritonclient": ("triton", "pip install 'u2deploy[triton]'"),
 }
 

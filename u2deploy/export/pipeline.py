@@ -162,10 +162,10 @@ def _verify(staged: Path, loaded: Any, spec: ModelSpec, options: ExportOptions, 
 
 def run_export(model: str | os.PathLike, options: ExportOptions, out: str | os.PathLike | None = None) -> ExportResult:
     """Export `model` as `options` ask; see `u2deploy.export.export`."""
-    from ..model import load_checkpoint
-
     if options.fmt in LAYOUTS:  # e.g. a Triton repository: it runs this function for its inner artifact
         return layout_for(options.fmt)(model, options, out)
+    from ..model import load_checkpoint
+
     exporter = _prepare(options.validate())
     _check_out(out, options)
     steps = _Steps(4 if options.verify else 3, options.progress)

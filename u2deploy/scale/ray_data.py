@@ -213,6 +213,8 @@ def ray_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
         **runtime: `Runtime` keyword arguments (backend, device, mode, task, input_size, threads, ...).
     """
     _check(output, concurrency, batch_size, num_gpus)
+    require("ray", "--ray (Ray Data bulk inference)")
+    require("pyarrow", "--ray (Ray Data bulk inference)")
     _, shown = list_images(inputs)
     paths = list(shown)
     names = plan_names(paths)
