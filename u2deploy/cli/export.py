@@ -128,7 +128,8 @@ def _triton_options(args: argparse.Namespace):
 
 def _summary(result) -> str:
     size = result.path.stat().st_size / 1e6
-    extra = [f.name for f in result.files[1:]]
+    # beside the model: its name; elsewhere (a Triton repository's configs): the path
+    extra = [f.name if f.parent == result.path.parent else str(f) for f in result.files[1:]]
     line = f"wrote {result.path} ({size:.1f} MB) + {', '.join(extra)}"
     if result.parity is not None:
         line += f"\nparity {result.parity.precision} vs PyTorch FP32: {result.parity.describe()}"
