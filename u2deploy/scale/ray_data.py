@@ -140,7 +140,7 @@ class PredictActor:
 
         self.runtime = Runtime(model, **runtime)
         self.output, self.background, self.names = output, background, names
-        self.filesystem, self.root = _filesystem([out])[0], _filesystem([out])[1][0]
+        self.filesystem, (self.root,) = _filesystem([out])
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from .. import processing
