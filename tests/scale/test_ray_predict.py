@@ -67,7 +67,7 @@ def test_ray_predict_equals_local_predict(ray_cluster, tiny_export, inputs, tmp_
     local_code, local_skipped = run_cli(["predict", model, *inputs, "-o", str(tmp_path / "local"),
                                          "--output", output, "--batch", "2"], capsys)  # fmt: skip
     ray_code, ray_skipped = run_cli(["predict", model, *inputs, "-o", str(tmp_path / "ray"), "--output", output,
-                                     "--batch", "2", "--ray-actors", "2", "--ray-cpus", "0.5", "--ray"], capsys)  # fmt: skip
+                                     "--batch", "2", "--ray-actors", "2", "--ray"], capsys)  # actors take every CPU  # fmt: skip
     assert local_code == ray_code == 1  # the broken file is skipped and makes the exit code 1
     assert ray_skipped == local_skipped and len(local_skipped) == 1 and "broken.jpg" in local_skipped[0]
     assert_same_outputs(tmp_path / "local", tmp_path / "ray")

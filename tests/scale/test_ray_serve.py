@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +48,7 @@ def ray_service(onnx_model):
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     port = _free_port()
     try:
-        settings = ServeSettings(max_batch=4, max_delay_ms=50, workers=2, warmup=False)
+        settings = ServeSettings(max_batch=4, max_delay_ms=300, workers=2, warmup=False)
         serve_on_ray(onnx_model, settings, host="127.0.0.1", port=port, blocking=False, num_cpus=0.5)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
@@ -70,18 +71,22 @@ def test_replies_equal_runtime_predict_under_concurrency(ray_service, onnx_model
 
     from u2deploy import Runtime
 
-    files = {name: _jpeg(photos[name]) for name in ("astronaut", "chelsea", "coffee", "rocket")}
+    files = {f"{name}{i}": _jpeg(photos[name]) for name in ("astronaut", "chelsea", "coffee", "rocket") for i in (1, 2)}
 
     def ask(data: bytes) -> httpx.Response:
         return httpx.post(f"{ray_service}/v1/predict?output=map", content=data,
                           headers={"content-type": "image/jpeg"}, timeout=120)  # fmt: skip
 
-    with ThreadPoolExecutor(4) as pool:  # concurrent requests: @serve.batch may put them in one batch
+    with ThreadPoolExecutor(8) as pool:  # concurrent requests, gathered by @serve.batch within 300 ms
         replies = dict(zip(files, pool.map(ask, files.values()), strict=True))
     with Runtime(onnx_model) as runtime:
         for name, reply in replies.items():
             assert reply.status_code == 200, reply.text
             np.testing.assert_array_equal(np.load(io.BytesIO(reply.content)), runtime.predict(files[name]), name)
+    metrics = httpx.get(f"{ray_service}/metrics", timeout=30).text
+    count = float(re.search(r"^u2deploy_batch_size_count (\S+)", metrics, re.M).group(1))
+    total = float(re.search(r"^u2deploy_batch_size_sum (\S+)", metrics, re.M).group(1))
+    assert total == 8 and count < total  # all 8 images inferred, in fewer than 8 batches
 
 
 def test_rembg_endpoint_and_metrics(ray_service, photos):

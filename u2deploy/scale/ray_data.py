@@ -244,7 +244,9 @@ def _run(model: str, inputs: Sequence[Any], paths: list[str], names: dict[str, s
     """Read with Ray Data, predict and write in the actor pool; returns path -> error for the bad ones."""
     ray = require("ray", "--ray (Ray Data bulk inference)")
     filesystem = _filesystem([str(item) for item in inputs])[0]
-    dataset = ray.data.read_binary_files(paths, include_paths=True, filesystem=filesystem)
+    # Reads reserve no CPU: they are I/O, and actors holding every CPU would otherwise starve them (a hang).
+    dataset = ray.data.read_binary_files(paths, include_paths=True, filesystem=filesystem,
+                                         ray_remote_args={"num_cpus": 0})  # fmt: skip
     results = dataset.map_batches(
         PredictActor, batch_size=batch_size, concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus,
         batch_format="numpy", fn_constructor_kwargs={"model": model, "out": out, "names": names, "output": output,
