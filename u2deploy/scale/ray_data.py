@@ -25,7 +25,7 @@ from .._deps import require
 from ..errors import BackendError, InputError, UnsupportedOptionError, first_line
 from ..processing import IMAGE_EXTENSIONS
 
-__all__ = ["RayPredictResult", "ray_predict", "list_images", "plan_names", "PredictActor", "GPU_SUFFIXES"]
+__all__ = ["RayPredictResult", "ray_predict", "connect", "list_images", "plan_names", "PredictActor", "GPU_SUFFIXES"]
 
 OUTPUTS = ("mask", "cutout", "composite")
 #: artifacts that run only on a GPU, so each actor asks Ray for one by default
@@ -169,16 +169,19 @@ class PredictActor:
             stream.write(data)
 
 
-def _connect(address: str | None) -> bool:
-    """Connect to (or start) Ray unless this process already is; True when we started it."""
-    ray = require("ray", "--ray (Ray Data bulk inference)")
+def connect(address: str | None, feature: str = "--ray") -> bool:
+    """Join the cluster at `address` (None: `$RAY_ADDRESS`, a running local one, or a new local Ray)
+    unless this process already is connected; True when this call connected."""
+    ray = require("ray", feature)
     if ray.is_initialized():
         return False
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except ConnectionError as exc:
-        raise BackendError(f"cannot join the Ray cluster at {address or '$RAY_ADDRESS'} ({first_line(exc, 100)}); "
-                           "check the address and auth token, or drop it for a local Ray") from exc
+        fix = ("check the address and the cluster's auth token, or drop it for a local Ray" if address else
+               "$RAY_ADDRESS or a cluster `ray start` left is gone: unset it or run `ray stop`")  # fmt: skip
+        raise BackendError(f"cannot join the Ray cluster at {address or 'the default address'} "
+                           f"({first_line(exc, 80)}); {fix}") from exc
     return True
 
 
@@ -223,7 +226,7 @@ def ray_predict(model: str | os.PathLike, inputs: Sequence[str | os.PathLike], o
         Path(out).mkdir(parents=True, exist_ok=True)
     if num_gpus is None:
         num_gpus = 1 if Path(str(model)).suffix.lower() in GPU_SUFFIXES else 0
-    started = _connect(address)
+    started = connect(address, "--ray (Ray Data bulk inference)")
     try:
         errors = _run(str(model), inputs, paths, names, out, output, background, concurrency, batch_size, num_gpus,
                       num_cpus, runtime)  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._deps import require
-from ..errors import BackendError, InputError, first_line
+from ..errors import InputError
 from ..serve.batcher import Batcher, ShuttingDownError
 from ..serve.settings import ServeSettings
 
@@ -111,14 +111,10 @@ def serve_on_ray(model: str | os.PathLike, settings: ServeSettings | None = None
     With `blocking`, runs until interrupted, then shuts Serve down. `deployment` takes `build_app`'s
     keyword arguments.
     """
-    ray = require("ray", "serve --ray")
+    from .ray_data import connect
+
     serve = require("ray.serve", "serve --ray")
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        except ConnectionError as exc:
-            raise BackendError(f"cannot join the Ray cluster at {address or '$RAY_ADDRESS'} "
-                               f"({first_line(exc, 100)}); check the address, or drop it for a local Ray") from exc
+    connect(address, "serve --ray")
     serve.start(http_options={"host": host, "port": port})
     handle = serve.run(build_app(model, settings, **deployment), name="u2deploy", route_prefix="/", blocking=False)
     if not blocking:
