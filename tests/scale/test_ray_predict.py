@@ -94,6 +94,10 @@ def test_bad_requests_fail_in_one_line(tmp_path, capsys):
         ray_predict("u2net", [str(tmp_path), "s3://bucket/x"], tmp_path / "out")
     assert main(["predict", "u2net", str(tmp_path / "missing"), "-o", str(tmp_path), "--ray"]) == 1
     assert "no such file or folder" in capsys.readouterr().err
+    (tmp_path / "a.png").write_bytes(b"")
+    dead = f"127.0.0.1:{_free_port()}"  # nobody listens: a one-line error in seconds, not Ray's minutes of retries
+    assert main(["predict", "u2net", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), f"--ray={dead}"]) == 1
+    assert f"no Ray cluster answers at {dead}" in capsys.readouterr().err
 
 
 def _free_port() -> int:

@@ -169,12 +169,31 @@ class PredictActor:
             stream.write(data)
 
 
+def _check_reachable(address: str | None) -> None:
+    """Fail in seconds on a host:port nobody listens on (`ray.init` retries such an address for minutes)."""
+    import socket
+
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not port.isdigit():
+        raise InputError(f"--ray {address}: give the cluster as HOST:PORT (e.g. 10.0.0.5:6379) or ray://HOST:PORT")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise BackendError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                           "`ray start --head` or fix the address") from None
+
+
 def connect(address: str | None, feature: str = "--ray") -> bool:
     """Join the cluster at `address` (None: `$RAY_ADDRESS`, a running local one, or a new local Ray)
     unless this process already is connected; True when this call connected."""
     ray = require("ray", feature)
+    _check_reachable(address)  # a dead address is an error even when this process is already connected
     if ray.is_initialized():
         return False
+    if not address:
+        _check_reachable(os.environ.get("RAY_ADDRESS"))
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     except ConnectionError as exc:
