@@ -36,7 +36,14 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "matplotlib": ("bench", "pip install 'u2deploy[bench]'"),
     "pymatting": ("matting", "pip install 'u2deploy[matting]'"),
     "av": ("video", "pip install 'u2deploy[video]' (PyAV: FFmpeg in a wheel)"),
+    "fastapi": ("serve", "pip install 'u2deploy[serve]'"),
+    "uvicorn": ("serve", "pip install 'u2deploy[serve]'"),
+    "prometheus_client": ("serve", "pip install 'u2deploy[serve]'"),
     "rembg": ("", "pip install rembg (optional peer for `u2deploy bench`)"),
+    "ray": ("ray", "pip install 'u2deploy[ray]'"),
+    "ray.serve": ("ray", "pip install 'u2deploy[ray]'"),
+    "pyarrow": ("ray", "pip install 'u2deploy[ray]'"),
+    "tritonclient": ("triton", "pip install 'u2deploy[triton]'"),
 }
 
 

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("u2deploy.cli.weights", "list, fetch or import pretrained weights"),
     "info": ("u2deploy.cli.info", "parameters, file size and GFLOPs of a model"),
     "doctor": ("u2deploy.cli.doctor", "what this machine can run, and how to fix what is missing"),
+    "serve": ("u2deploy.cli.serve", "HTTP service and web page: batched across requests, rembg-compatible"),
 }
 
 

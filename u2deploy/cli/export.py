@@ -5,6 +5,7 @@
   u2deploy export my_run/best.pth --fmt openvino --fp16 -o models/
   u2deploy export u2net --fmt openvino --int8 --calib photos/ --calib-count 64
   u2deploy export u2net.onnx --fmt trt --fp16 --dynamic 1:4:8 --workspace 4
+  u2deploy export u2net --fmt triton -o repo/ --backend onnxruntime --ensemble   # Triton model repository
 
 Every export runs the artifact on five real photos and compares it with the PyTorch model
 (max/mean abs error, mask IoU at 0.5, MAE, max F-beta); beyond the limits for its precision
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 
-FORMATS = ("onnx", "openvino", "trt")
+FORMATS = ("onnx", "openvino", "trt", "triton")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +51,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trt.add_argument("--opt-level", type=int, default=None, metavar="0-5", help="builder optimisation level")
     trt.add_argument("--timing-cache", default=None, metavar="PATH", help="timing cache file (read and updated)")
     trt.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson)")
+    _add_triton_arguments(parser)
+
+
+def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
+    triton = parser.add_argument_group("Triton model repository (with --fmt triton; -o is the repository folder)")
+    triton.add_argument("--backend", default=None, choices=("onnxruntime", "openvino", "tensorrt"),
+                        help="Triton backend serving the network (default onnxruntime)")
+    triton.add_argument("--name", default=None, help="model name (default <arch>_<precision>)")
+    triton.add_argument("--model-version", type=int, default=None, metavar="N", help="version folder (default 1)")
+    triton.add_argument("--max-batch", type=int, default=None, metavar="N", help="max_batch_size (default 8)")
+    triton.add_argument("--preferred-batch", default=None, metavar="A,B",
+                        help="dynamic batching's preferred sizes (default max/2,max)")
+    triton.add_argument("--queue-delay", type=int, default=None, metavar="US",
+                        help="max_queue_delay_microseconds (default 100)")
+    triton.add_argument("--instances", type=int, default=None, metavar="N", help="instances per device (default 1)")
+    triton.add_argument("--instance-kind", default=None, choices=("gpu", "cpu"),
+                        help="default: cpu for openvino, gpu otherwise")
+    triton.add_argument("--trt-accelerator", action="store_true", default=None,
+                        help="onnxruntime on GPUs: run through its TensorRT accelerator at the export's precision")
+    triton.add_argument("--ensemble", action="store_true", default=None,
+                        help="add Python-backend pre/post models and an ensemble: image bytes in, PNG mask out")
 
 
 def _precision(args: argparse.Namespace) -> str:
@@ -77,16 +99,37 @@ def options_from_args(args: argparse.Namespace, command: str | None = None):
                                               "seed": args.calib_seed, "method": args.calib_method})  # fmt: skip
     tensorrt = _group(TensorRTOptions, {"workspace_gb": args.workspace, "opt_level": args.opt_level,
                                         "timing_cache": args.timing_cache, "dla_core": args.dla_core})  # fmt: skip
+    triton = _triton_options(args)
     size = parse_size(args.size) if args.size else None
     return ExportOptions(fmt=args.fmt, precision=_precision(args), input_size=size, batch=args.batch, dynamic=dynamic,
                          profile=profile, outputs=args.outputs, opset=args.opset, verify=not args.no_verify,
-                         task=args.task, calibration=calibration, tensorrt=tensorrt, command=command,
+                         task=args.task, calibration=calibration, tensorrt=tensorrt, triton=triton, command=command,
                          progress=not args.quiet)  # fmt: skip
+
+
+def _triton_options(args: argparse.Namespace):
+    """The `TritonOptions` the Triton flags ask for; with --fmt triton a default one when none was given."""
+    from ..errors import InputError
+    from ..export import TritonOptions
+
+    preferred = None
+    if args.preferred_batch:
+        try:
+            preferred = tuple(int(part) for part in args.preferred_batch.split(","))
+        except ValueError:
+            raise InputError(f"--preferred-batch {args.preferred_batch}: use batch sizes like 4,8") from None
+    triton = _group(TritonOptions, {"backend": args.backend, "name": args.name, "version": args.model_version,
+                                    "max_batch": args.max_batch, "preferred": preferred,
+                                    "queue_delay_us": args.queue_delay, "instances": args.instances,
+                                    "kind": args.instance_kind, "accelerator": args.trt_accelerator,
+                                    "ensemble": args.ensemble})  # fmt: skip
+    return triton or (TritonOptions() if args.fmt == "triton" else None)
 
 
 def _summary(result) -> str:
     size = result.path.stat().st_size / 1e6
-    extra = [f.name for f in result.files[1:]]
+    # beside the model: its name; elsewhere (a Triton repository's configs): the path
+    extra = [f.name if f.parent == result.path.parent else str(f) for f in result.files[1:]]
     line = f"wrote {result.path} ({size:.1f} MB) + {', '.join(extra)}"
     if result.parity is not None:
         line += f"\nparity {result.parity.precision} vs PyTorch FP32: {result.parity.describe()}"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import _predict_io
+from . import _predict_io, _ray_predict
 from ._common import add_max_pixels_argument, add_runtime_arguments
 
 OUTPUTS = ("mask", "cutout", "composite")
@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="portrait: draw the whole image instead of detecting the largest face")
     add_max_pixels_argument(parser)
     _predict_io.add_arguments(parser)
+    _ray_predict.add_arguments(parser)
 
 
 def parse_background(value: str):
@@ -111,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise InputError(f"--batch {args.batch}: must be at least 1")
     apply_max_pixels(args)
+    if args.ray is not None:  # the same job on a Ray cluster
+        return _ray_predict.run(args)
     background = parse_background(args.background) if args.output == "composite" else None
     fmt = _predict_io.format_for("", args.output, args.format)  # a cut-out into --format jpg fails before loading
     special = _predict_io.dispatch(args, lambda: _checked_runtime(args), background)

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._registry import resolve_entry
-from .options import CAPABILITIES, CalibrationOptions, Capability, ExportOptions, TensorRTOptions
+from .options import CAPABILITIES, CalibrationOptions, Capability, ExportOptions, TensorRTOptions, TritonOptions
 
 if TYPE_CHECKING:
     from .pipeline import ExportResult
 
 __all__ = ["EXPORTERS", "QUANTIZERS", "CAPABILITIES", "Capability", "ExportOptions", "CalibrationOptions",
-           "TensorRTOptions", "exporter_for", "quantizer_for", "export"]
+           "TensorRTOptions", "TritonOptions", "LAYOUTS", "exporter_for", "quantizer_for", "layout_for", "export"]
 
 #: format -> "module:function(loaded, path, spec, options) -> list[Path]" (model file first)
 EXPORTERS: dict[str, str] = {
@@ -39,12 +39,23 @@ QUANTIZERS: dict[str, str] = {
 }
 
 
+#: format -> "module:function(model, options, out) -> ExportResult": a serving layout around one of the
+#: formats above, exported (and gated) through the same pipeline
+LAYOUTS: dict[str, str] = {
+    "triton": "u2deploy.export.triton:export_triton",
+}
+
+
 def exporter_for(fmt: str) -> Callable[..., list[Path]]:
     return resolve_entry(EXPORTERS, fmt, "export format", "--fmt")
 
 
 def quantizer_for(fmt: str) -> Callable[..., list[Path]]:
     return resolve_entry(QUANTIZERS, fmt, "INT8 quantizer", "--int8")
+
+
+def layout_for(fmt: str) -> Callable[..., ExportResult]:
+    return resolve_entry(LAYOUTS, fmt, "export layout", "--fmt")
 
 
 def export(model: str | os.PathLike, out: str | os.PathLike | None = None, *, fmt: str | None = None,
@@ -54,7 +65,7 @@ def export(model: str | os.PathLike, out: str | os.PathLike | None = None, *, fm
     Args:
         model: a weights name (`u2net`), `.pth`/`.pt` checkpoint or U2-Net `.onnx` file.
         out: the artifact path; None writes `default_output_path` in the current folder.
-        fmt: `onnx` (the default), `openvino` or `trt`.
+        fmt: `onnx` (the default), `openvino`, `trt` or `triton` (a model repository folder).
         options: a complete `ExportOptions`; otherwise `fields` fill one (precision, batch, ...).
     """
     from .pipeline import run_export

@@ -15,7 +15,7 @@ from ..compare import TOLERANCES, Tolerance
 from ..errors import InputError, UnsupportedOptionError
 from ..spec import ModelSpec
 
-__all__ = ["Capability", "CAPABILITIES", "CalibrationOptions", "TensorRTOptions", "ExportOptions",
+__all__ = ["Capability", "CAPABILITIES", "CalibrationOptions", "TensorRTOptions", "TritonOptions", "ExportOptions",
            "CALIBRATION_METHODS", "KEEP_FLOAT", "BIAS_CORRECTIONS", "DYNAMIC_AXES", "bias_correction_for",
            "calibration_batch", "parse_dynamic", "default_output_path"]
 
@@ -99,6 +99,37 @@ class TensorRTOptions:
 
 
 @dataclass(frozen=True)
+class TritonOptions:
+    """A Triton model repository around the artifact (`--fmt triton`; export/triton.py writes it).
+
+    Attributes:
+        backend: Triton backend serving the network: `onnxruntime`, `openvino` or `tensorrt`.
+        name: model name in the repository; None gives `<arch>_<precision>`.
+        version: the version folder the artifact goes to.
+        max_batch: `max_batch_size` of a dynamic-batch artifact (and the TensorRT profile's maximum).
+        preferred: dynamic batching's preferred batch sizes; None gives (max_batch // 2, max_batch).
+        queue_delay_us: `max_queue_delay_microseconds` of dynamic batching.
+        instances: model instances per device (`instance_group.count`).
+        kind: `gpu` or `cpu`; None: cpu for OpenVINO, gpu otherwise.
+        accelerator: ONNX Runtime on GPUs: run through its TensorRT accelerator at the export's precision.
+        ensemble: also write Python-backend pre/post models and an ensemble (image bytes in, PNG mask out).
+        mode: pre/post-processing mode of the ensemble (`fast` or `reference`).
+    """
+
+    backend: str = "onnxruntime"
+    name: str | None = None
+    version: int = 1
+    max_batch: int = 8
+    preferred: tuple[int, ...] | None = None
+    queue_delay_us: int = 100
+    instances: int = 1
+    kind: str | None = None
+    accelerator: bool = False
+    ensemble: bool = False
+    mode: str = "fast"
+
+
+@dataclass(frozen=True)
 class ExportOptions:
     """One export request.
 
@@ -116,6 +147,7 @@ class ExportOptions:
         task: task for checkpoints that carry none.
         calibration: INT8 calibration data (only with precision int8).
         tensorrt: TensorRT build options (only with fmt trt).
+        triton: the model repository around the artifact (only with fmt triton).
         command: the command line, for the manifest.
         progress: print step lines on stderr.
     """
@@ -133,6 +165,7 @@ class ExportOptions:
     task: str | None = None
     calibration: CalibrationOptions | None = None
     tensorrt: TensorRTOptions | None = None
+    triton: TritonOptions | None = None
     command: str | None = None
     progress: bool = True
 
@@ -152,8 +185,9 @@ class ExportOptions:
         """Raise on anything the format cannot do as asked; return self for chaining."""
         if self.fmt not in CAPABILITIES:
             from .._registry import unknown_name
+            from . import LAYOUTS
 
-            raise unknown_name("export format", self.fmt, list(CAPABILITIES), "--fmt")
+            raise unknown_name("export format", self.fmt, [*CAPABILITIES, *LAYOUTS], "--fmt")
         self._check_precision()
         self._check_shape()
         self._check_groups()
@@ -200,6 +234,9 @@ class ExportOptions:
                                          f"only, not --fmt {self.fmt}")
         if self.tensorrt is not None:
             self._check_tensorrt(self.tensorrt)
+        if self.triton is not None:
+            raise UnsupportedOptionError(f"--backend, --max-batch, --instances, --ensemble, ... apply to --fmt triton "
+                                         f"only, not --fmt {self.fmt}")
 
     def _check_calibration(self, calibration: CalibrationOptions | None) -> None:
         from ..calibration.source import MIN_IMAGES

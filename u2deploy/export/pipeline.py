@@ -24,7 +24,7 @@ from ..errors import UnsupportedOptionError
 from ..runtimes.base import sidecar_path
 from ..runtimes.registry import LIBRARIES
 from ..spec import ModelSpec
-from . import exporter_for, quantizer_for
+from . import LAYOUTS, exporter_for, layout_for, quantizer_for
 from .manifest import build_manifest, write_manifest
 from .options import ExportOptions, default_output_path
 
@@ -168,6 +168,8 @@ def _verify(staged: Path, loaded: Any, spec: ModelSpec, options: ExportOptions, 
 
 def run_export(model: str | os.PathLike, options: ExportOptions, out: str | os.PathLike | None = None) -> ExportResult:
     """Export `model` as `options` ask; see `u2deploy.export.export`."""
+    if options.fmt in LAYOUTS:  # e.g. a Triton repository: it runs this function for its inner artifact
+        return layout_for(options.fmt)(model, options, out)
     from ..model import load_checkpoint
 
     exporter = _prepare(options.validate())

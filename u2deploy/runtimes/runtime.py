@@ -134,6 +134,17 @@ class Runtime:
         outputs = [self._task.finish(fused[i], spec, context, self.mode) for i, (_, context) in enumerate(prepared)]
         return outputs[0] if single else outputs
 
+    def prepare(self, image: ImageInput, channel_order: str = "rgb") -> tuple[np.ndarray, Any]:
+        """First half of `predict`: one image's 1x3xHxW network input and the context `finish` needs.
+
+        `predict` split in two lets a caller batch images across requests (`u2deploy serve`).
+        """
+        return self._task.prepare(image, self.spec.replace(input_size=self.input_size), self.mode, channel_order)
+
+    def finish(self, fused: np.ndarray, context: Any) -> np.ndarray:
+        """Second half of `predict`: one image's row of `infer` output and its `prepare` context -> the output."""
+        return self._task.finish(fused, self.spec.replace(input_size=self.input_size), context, self.mode)
+
     def _call(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         feeds = {self._backend.inputs[0].name: batch}
         if self._lock is None:
