@@ -19,7 +19,7 @@ from typing import Any
 
 from .._deps import require
 from ..compare import ParityReport
-from ..errors import UnsupportedOptionError
+from ..errors import BackendError, UnsupportedOptionError
 from ..runtimes.base import sidecar_path
 from ..runtimes.registry import LIBRARIES
 from ..spec import ModelSpec
@@ -63,6 +63,8 @@ class _Steps:
 def _prepare(options: ExportOptions) -> Any:
     """Resolve the exporter and check every package the request needs, before any heavy work."""
     exporter = exporter_for(options.fmt)
+    if options.fmt == "trt":
+        _require_nvidia_gpu()
     if options.precision == "int8":
         _prepare_int8(options)
     for module in options.capability.requires:
@@ -72,6 +74,16 @@ def _prepare(options: ExportOptions) -> Any:
         require(LIBRARIES[options.capability.verify_backend], feature)
         require("skimage", feature + ": its photos come from scikit-image's bundled data")
     return exporter
+
+
+def _require_nvidia_gpu() -> None:
+    """TensorRT builds on the GPU that runs the engine: without one, say that first (as `doctor` does), not a package."""
+    from .. import hardware
+
+    gpus, why = hardware.cuda_devices()
+    if not gpus:
+        raise BackendError(f"--fmt trt needs an NVIDIA GPU; this machine has none ({why}). On one: "
+                           "pip install 'u2deploy[tensorrt]' (Jetson: JetPack's TensorRT)")
 
 
 def _prepare_int8(options: ExportOptions) -> None:
@@ -116,11 +128,18 @@ def _target(out: str | os.PathLike | None, spec: ModelSpec, options: ExportOptio
 
 @contextlib.contextmanager
 def _staging(target: Path) -> Iterator[Path]:
-    """A hidden folder beside `target`, removed with whatever is left in it."""
+    """A hidden folder beside `target`, removed with whatever is left in it (and the folders it made, on failure)."""
+    created = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in created:  # a failed export leaves no empty -o folder behind (deepest first)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
