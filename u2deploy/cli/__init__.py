@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("u2deploy.cli.weights", "list, fetch or import pretrained weights"),
     "info": ("u2deploy.cli.info", "parameters, file size and GFLOPs of a model"),
     "doctor": ("u2deploy.cli.doctor", "what this machine can run, and how to fix what is missing"),
+    "cache": ("u2deploy.cli.cache", "size of the cache by kind; --clear KIND --yes deletes"),
 }
 
 
