@@ -231,6 +231,17 @@ class ParityReport:
         worst = min(self.images, key=lambda r: r.iou)
         return line + f"; worst image '{worst.image}' (IoU {worst.iou:.4f}, map MAE {worst.map_mae:.4f})"
 
+    def describe_lines(self) -> list[str]:
+        """The same numbers as `describe`, one kind per line, each MAE saying what it compares."""
+        s = self.summary()
+        worst = min(self.images, key=lambda r: r.iou)
+        return [f"sigmoid map: max abs {s['max_abs']:.2e}, mean abs {s['mean_abs']:.2e}",
+                f"mask IoU at 0.5: min {s['min_iou']:.4f}, mean {s['mean_iou']:.4f} (worst: {worst.image})",
+                f"max F-beta vs the binarised torch map: min {s['min_fbeta']:.4f} ({-s['fbeta_drop']:+.1e} vs torch's "
+                f"own)", f"MAE vs the binarised torch map: {s['mae']:.4f} ({s['mae_increase']:+.1e} vs torch's own)",
+                f"map MAE (min-max maps, |artifact - torch|): max {s['map_mae']:.4f}",
+                "gate: " + ("passed" if self.passed else "FAILED: " + "; ".join(self.failures))]  # fmt: skip
+
     def raise_if_failed(self, artifact: str, hint: str = "") -> None:
         """`ParityError` naming each failed metric with its worst image, plus `hint` (what to do)."""
         if self.failures:

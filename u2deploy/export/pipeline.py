@@ -82,8 +82,8 @@ def _require_nvidia_gpu() -> None:
 
     gpus, why = hardware.cuda_devices()
     if not gpus:
-        raise BackendError(f"--fmt trt needs an NVIDIA GPU; this machine has none ({why}). On one: "
-                           "pip install 'u2deploy[tensorrt]' (Jetson: JetPack's TensorRT)")
+        raise BackendError(f"--fmt trt needs an NVIDIA GPU; none here ({why}). On one: pip install "
+                           "'u2deploy[tensorrt]' or JetPack's")
 
 
 def _prepare_int8(options: ExportOptions) -> None:
