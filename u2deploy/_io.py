@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +21,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+    tmp_path = _create_temp(target, suffix or ".tmp")
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -32,10 +29,20 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temp(target: Path, suffix: str) -> Path:
+    """An empty new file beside `target`, created with mode 0o666 so the kernel applies the umask.
+
+    Not `tempfile.mkstemp`: it creates 0600 files, and reading the umask to widen them means
+    setting it (`os.umask`), which races with other threads, since they share it.
+    """
+    for _ in range(100):
+        path = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:

@@ -113,6 +113,10 @@ def mae(saliency: np.ndarray, truth: np.ndarray) -> float:
 def max_fbeta(saliency: np.ndarray, truth: np.ndarray, beta2: float = BETA2) -> float:
     """Max F-beta over the 256 thresholds `saliency*255 >= t`, computed as PySODMetrics does.
 
+    Hand-written (15 lines, tested equal to PySODMetrics in tests/test_compare.py) because this
+    module is core: every export's parity gate imports it, while pysodmetrics is the `train`
+    extra and pins scikit-image<0.26 (rembg 2.0.86 needs >=0.26), so core cannot depend on it.
+
     Args:
         saliency: map in [0, 1].
         truth: boolean mask.
