@@ -111,7 +111,7 @@ def _tradeoff(row: Row, best: Row) -> str:
     ratio = best.latency["p50"] / row.latency["p50"]
     mean, worst = _iou(row)
     speed = f"{ratio:.1f}x faster" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
-    size = f", {row.size_mb:.0f} MB" if row.size_mb is not None else ""
+    size = "" if row.size_mb is None else f", {row.size_mb:.0f} MB" if row.size_mb >= 10 else f", {row.size_mb:.1f} MB"
     return f"{row.name}: {speed} at mean IoU {mean:.3f} (worst {worst:.3f}){size}"
 
 
