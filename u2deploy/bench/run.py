@@ -433,6 +433,8 @@ def run_bench(options: BenchOptions) -> BenchResult:
     try:
         time_rows(live, options, progress)
         measure_throughput(live, ref, options, progress)
+        if options.peak:
+            progress.note("peak: timing the machine's FP32 (and INT8) matrix multiply")
         peak = measure_peak(options.threads) if options.peak else None
         achieved_compute(rows, ref.gflop, peak["fp32"]["gflops"] if peak else None)
         peers = run_peers(rows, live, ref, options, progress) if options.peers else None

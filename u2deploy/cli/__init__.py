@@ -124,10 +124,10 @@ def one_line(text: str, limit: int) -> str:
         if len(line) <= limit:
             return line
     cut = line[: limit - len(_MORE)]
-    floor = max(limit // 2, len(head) + len(separator) + 10) if separator else limit // 2
-    for boundary in ("; ", " (", ", ", " "):
-        index = cut.rfind(boundary)
+    floors = [len(head) + len(separator) + 10] if separator else []
+    for floor in [*floors, limit // 2]:  # keep the start of the fix if it fits, else cut in the message
+        index = max((cut.rfind(b) for b in ("; ", " (", ", ")), default=-1)
+        index = index if index > floor else cut.rfind(" ")
         if index > floor:
-            cut = cut[:index]
-            break
+            return cut[:index] + _MORE
     return cut + _MORE
