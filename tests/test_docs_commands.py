@@ -60,7 +60,7 @@ SKIP = {
 }
 
 #: subcommands quick enough for the default run
-_QUICK = {"weights", "info", "doctor", "data"}
+_QUICK = {"weights", "info", "doctor", "data", "cache"}
 
 
 def _key(command: Command) -> str:
