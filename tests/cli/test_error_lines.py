@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from u2deploy.cli import ERROR_WIDTH, main, one_line
 
 
@@ -22,3 +24,14 @@ def test_long_cli_error_is_short_and_verbose_is_whole(tmp_path, monkeypatch, cap
     assert main(["cache", "--clear", kinds, "-v"]) == 1
     err = capsys.readouterr().err
     assert "kind39" in err and "Traceback" in err
+
+
+def test_a_model_that_does_not_load_leaves_no_out_folder(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from PIL import Image
+
+    model, image = tmp_path / "bad.onnx", tmp_path / "a.png"
+    model.write_bytes(b"junk")
+    Image.new("RGB", (8, 8)).save(image)
+    assert main(["predict", str(model), str(image), "-o", str(tmp_path / "new" / "out")]) == 1
+    assert "cannot load it" in capsys.readouterr().err and not (tmp_path / "new").exists()

@@ -94,10 +94,10 @@ def run(args: argparse.Namespace) -> int:
     background = parse_background(args.background) if args.output == "composite" else None
     paths = expand_inputs(args.inputs)
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     failures, used = 0, set()
     with runtime_from_args(args, task_options={"face": False} if args.no_face else None) as runtime:
         _check_output_fits_task(args.output, runtime.spec.task)
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once the model loads: a failed run leaves no empty -o
         bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None)
         for start in range(0, len(paths), args.batch):
             chunk = paths[start:start + args.batch]
