@@ -24,10 +24,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "nncf": ("quant", "pip install 'u2deploy[quant]'"),
     "tensorrt": (
         "tensorrt",
-        "pip install 'u2deploy[tensorrt]' on a Linux or Windows machine with an NVIDIA GPU and driver (pip gives "
-        "TensorRT 11; add 'tensorrt-cu12<11' for 10.x); on Jetson TensorRT comes with JetPack, not pip: sudo apt "
-        "install python3-libnvinfer and create the venv with --system-site-packages (JetPack 6 ships TensorRT "
-        "10.3; check with dpkg -l | grep nvinfer)",
+        "pip install 'u2deploy[tensorrt]' (NVIDIA GPU); Jetson: JetPack's, not pip (sudo apt install "
+        "python3-libnvinfer, venv with --system-site-packages; JetPack 6 ships TensorRT 10.3, check with dpkg -l | "
+        "grep nvinfer); pip gives TensorRT 11, add 'tensorrt-cu12<11' for 10.x",
     ),
     "cuda": ("tensorrt", "pip install cuda-python (or use a CUDA build of PyTorch)"),
     "cv2": ("opencv", "pip install 'u2deploy[opencv]' (on Jetson use JetPack's OpenCV: apt install python3-opencv)"),
@@ -62,4 +61,6 @@ def require(module: str, feature: str = "") -> ModuleType:
     except ImportError as exc:
         fix = EXTRAS.get(module, ("", f"pip install {module}"))[1]
         what = f" for {feature}" if feature else ""
-        raise MissingDependencyError(f"'{module}' is needed{what} but is not installed ({exc}); fix: {fix}") from exc
+        error = MissingDependencyError(f"'{module}' is needed{what} but is not installed; fix: {fix}")
+        error.details = str(exc)  # the ImportError's own text, shown with -v
+        raise error from exc

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -50,10 +51,7 @@ def temporary_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path
     """A hidden, empty temporary file beside `target`, removed when the block ends (however it ends)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=suffix or ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+    tmp_path = _create_temp(target, suffix or ".tmp")
     try:
         yield tmp_path
     finally:
@@ -97,10 +95,20 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _create_temp(target: Path, suffix: str) -> Path:
+    """An empty new file beside `target`, created with mode 0o666 so the kernel applies the umask.
+
+    Not `tempfile.mkstemp`: it creates 0600 files, and reading the umask to widen them means
+    setting it (`os.umask`), which races with other threads, since they share it.
+    """
+    for _ in range(100):
+        path = target.parent / f"{temp_prefix(target.name)}{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
 
 
 def atomic_write_bytes(target: str | os.PathLike, data: bytes) -> Path:

@@ -113,6 +113,10 @@ def mae(saliency: np.ndarray, truth: np.ndarray) -> float:
 def max_fbeta(saliency: np.ndarray, truth: np.ndarray, beta2: float = BETA2) -> float:
     """Max F-beta over the 256 thresholds `saliency*255 >= t`, computed as PySODMetrics does.
 
+    Hand-written (15 lines, tested equal to PySODMetrics in tests/test_compare.py) because this
+    module is core: every export's parity gate imports it, while pysodmetrics is the `train`
+    extra and pins scikit-image<0.26 (rembg 2.0.86 needs >=0.26), so core cannot depend on it.
+
     Args:
         saliency: map in [0, 1].
         truth: boolean mask.
@@ -230,6 +234,17 @@ class ParityReport:
                 f"MAE {s['mae']:.4f} ({s['mae_increase']:+.1e} vs torch), map MAE max {s['map_mae']:.4f}")
         worst = min(self.images, key=lambda r: r.iou)
         return line + f"; worst image '{worst.image}' (IoU {worst.iou:.4f}, map MAE {worst.map_mae:.4f})"
+
+    def describe_lines(self) -> list[str]:
+        """The same numbers as `describe`, one kind per line, each MAE saying what it compares."""
+        s = self.summary()
+        worst = min(self.images, key=lambda r: r.iou)
+        return [f"sigmoid map: max abs {s['max_abs']:.2e}, mean abs {s['mean_abs']:.2e}",
+                f"mask IoU at 0.5: min {s['min_iou']:.4f}, mean {s['mean_iou']:.4f} (worst: {worst.image})",
+                f"max F-beta vs the binarised torch map: min {s['min_fbeta']:.4f} ({-s['fbeta_drop']:+.1e} vs torch's "
+                f"own)", f"MAE vs the binarised torch map: {s['mae']:.4f} ({s['mae_increase']:+.1e} vs torch's own)",
+                f"map MAE (min-max maps, |artifact - torch|): max {s['map_mae']:.4f}",
+                "gate: " + ("passed" if self.passed else "FAILED: " + "; ".join(self.failures))]  # fmt: skip
 
     def raise_if_failed(self, artifact: str, hint: str = "") -> None:
         """`ParityError` naming each failed metric with its worst image, plus `hint` (what to do)."""

@@ -207,7 +207,7 @@ def _can_run(report: dict[str, Any]) -> list[str]:
         found.append("torch on cpu" + (" and cuda" if ok["torch"].get("cuda") else ""))
     if "onnxruntime" in ok:
         found.append("onnxruntime on " + ", ".join(p.removesuffix("ExecutionProvider") for p in ok["onnxruntime"]
-                                                   .get("providers", [])))  # fmt: skip
+                                                   .get("providers", []) if p not in _NOT_DEVICES))  # fmt: skip
     if "openvino" in ok:
         found.append("openvino on " + ", ".join(ok["openvino"].get("devices", {})))
     memory = "cuda-python" in ok or ok.get("torch", {}).get("cuda")
@@ -217,10 +217,16 @@ def _can_run(report: dict[str, Any]) -> list[str]:
     return found
 
 
+#: ONNX Runtime providers that are no device of this machine (Azure sends requests to a remote endpoint)
+_NOT_DEVICES = ("AzureExecutionProvider",)
+
+
 def _library_fixes(report: dict[str, Any]) -> list[str]:
     fixes = []
     for name, info in report["libraries"].items():
         status, fix = info.get("status"), EXTRAS.get(_FIX_MODULE[name], ("", ""))[1]
+        if name in ("tensorrt", "cuda-python") and not _gpus(report):
+            continue  # without an NVIDIA GPU they cannot run anyway: the GPU line says so, first
         if status == "missing" and name not in ("tensorrt", "cuda-python"):
             fixes.append(f"{name} is not installed: {fix}")
         elif status in ("broken", "crashed", "timeout"):
@@ -267,7 +273,7 @@ def _jetson_fixes(report: dict[str, Any]) -> list[str]:
 
 
 def _fixes(report: dict[str, Any]) -> list[str]:
-    fixes = _library_fixes(report) + _gpu_fixes(report) + _jetson_fixes(report)
+    fixes = _gpu_fixes(report) + _library_fixes(report) + _jetson_fixes(report)
     weights = report["cache"].get("weights") or {}
     if weights and not any(weights.values()):
         fixes.append("no pretrained weights cached yet: u2deploy weights get u2net (or u2netp, 4.7 MB)")
@@ -280,7 +286,7 @@ def _describe(name: str, info: dict[str, Any]) -> str:
         devices = ", ".join(info.get("devices", [])) or "no usable device"
         return f"CUDA {info['cuda_build']} build: {devices}" if info.get("cuda_build") else "CPU build"
     if name == "onnxruntime":
-        return ", ".join(info.get("providers", []))
+        return ", ".join(p for p in info.get("providers", []) if p not in _NOT_DEVICES)
     if name == "openvino":
         return ", ".join(f"{device} ({full})" for device, full in info.get("devices", {}).items())
     if name == "tensorrt":

@@ -243,10 +243,11 @@ def get(name: str, force: bool = False, progress: bool = True, log=_warn) -> Pat
                 original.unlink(missing_ok=True)
             failures.append(f"  - {source.label}: {exc}")
             log(f"{source.label}: {exc}")
-    raise WeightsError(
-        f"could not fetch '{name}' from any source:\n" + "\n".join(failures)
-        + f"\nfix: download it yourself and run `u2deploy weights get {name} --from FILE`"
-    )
+    # the fix first: the reasons were logged one by one above, and the CLI keeps one line (-v: all of it)
+    error = WeightsError(f"could not fetch '{name}' (download the file yourself, then: u2deploy weights get {name} "
+                         f"--from FILE); tried: " + "; ".join(line.strip(" -") for line in failures))  # fmt: skip
+    error.details = "\n".join(failures)
+    raise error
 
 
 def _original_path(name: str, source: Source) -> Path:

@@ -6,6 +6,7 @@ Few runs, one thread, no peak measurement; nothing here asserts a time.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -32,6 +33,8 @@ def no_rembg(monkeypatch):
 
 def test_run_bench_on_the_tiny_model(tiny_checkpoint, isolated_cache, no_rembg, tmp_path):
     from u2deploy.bench import BenchOptions, run_bench, write_bench
+    from u2deploy.bench.terminal import terminal_report
+    from u2deploy.bench.verdict import verdict_for
 
     # no INT8 here: quantizing takes ~20 s even for the tiny model; its skip logic is tested in test_matrix_rows
     options = BenchOptions(model=str(tiny_checkpoint), formats=("torch", "onnx", "trt"), precisions=("fp32", "fp16"),
@@ -53,8 +56,16 @@ def test_run_bench_on_the_tiny_model(tiny_checkpoint, isolated_cache, no_rembg, 
     peers = {peer["name"]: peer for peer in result.peers["peers"]}
     assert peers["rembg"]["status"] == "skipped" and peers["upstream recipe"]["status"] == "ok"
     assert peers["u2deploy fastest"]["ratio_vs_baseline"] == 1.0
+    verdict = verdict_for(result, tmp_path / "out")
+    placed = tmp_path / "out" / "artifacts" / "u2net_test_64_fp32.onnx"
+    assert verdict.row == result.peers["fastest"] and placed.is_file()
+    assert os.path.samefile(placed, rows["onnx fp32"].artifact)  # a hard link, not a second copy
+    assert (tmp_path / "out" / "artifacts" / "u2net_test_64_fp32.onnx.json").is_file()
     written = write_bench(result, tmp_path / "out")
-    assert json.loads(written["json"].read_text())["rows"][0]["name"] == "torch fp32"
+    data = json.loads(written["json"].read_text())
+    assert data["rows"][0]["name"] == "torch fp32" and data["verdict"]["row"] == verdict.row
+    report = terminal_report(result)
+    assert "Ship: " in report and max(len(line) for line in report.splitlines() if "│" in line) <= 100
 
     again = run_bench(BenchOptions(model=str(tiny_checkpoint), formats=("onnx",), precisions=("fp32",), size=64,
                                    warmup=0, runs=1, peers=False, peak=False, progress=False))

@@ -82,3 +82,12 @@ def test_tracemalloc_peak_of_numpy_work():
     result, peak = traced_peak_mb(lambda: float(np.ones(2**20).sum()))  # 8 MiB array
     assert result == 2**20
     assert 7 < peak < 20
+
+
+def test_rss_agrees_with_the_kernel():
+    from u2deploy.bench.harness import _status_mb, rss_mb
+
+    kernel = _status_mb("VmRSS")
+    if kernel is None:
+        pytest.skip("no /proc/self/status on this OS")
+    assert rss_mb() == pytest.approx(kernel, rel=0.1)

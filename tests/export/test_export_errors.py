@@ -43,7 +43,9 @@ def test_cli_export_and_its_one_line_errors(capsys, tmp_path, tiny_checkpoint):
     out = tmp_path / "cli.onnx"
     code, stdout, _ = run_cli(capsys, tiny_checkpoint, "--fmt", "onnx", "--size", SIZE, "-o", out, "--quiet")
     assert code == 0 and out.is_file() and (tmp_path / "cli.onnx.json").is_file()
-    assert f"wrote {out}" in stdout and "parity fp32 vs PyTorch FP32: max abs" in stdout
+    assert f"wrote {out} (" in stdout and "manifest cli.onnx.json" in stdout
+    assert "parity fp32 vs PyTorch FP32 on 5 photos:\n  sigmoid map: max abs" in stdout
+    assert "MAE vs the binarised torch map" in stdout and "gate: passed" in stdout
 
     code, _, stderr = run_cli(capsys, tiny_checkpoint, "--fmt", "onnx", "--fp16", "--int8")
     assert code == 1 and stderr.strip().splitlines() == ["u2deploy export: error: --fp16 and --int8 exclude each "
@@ -183,3 +185,16 @@ def test_export_modules_import_without_heavy_packages():
     modules = ["u2deploy.compare", "u2deploy.cli.export", "u2deploy.export", *(f"u2deploy.export.{m}" for m in (
         "options", "manifest", "fp16", "onnx_export", "ov_convert", "verify", "pipeline"))]  # fmt: skip
     assert_import_without_heavy_packages(modules)
+
+
+def test_a_failed_export_leaves_no_new_out_folder(tmp_path, tiny_checkpoint, monkeypatch):
+    from u2deploy.errors import ExportError
+    from u2deploy.export import pipeline
+
+    def broken(*args, **kwargs):
+        raise ExportError("the converter broke")
+
+    monkeypatch.setattr(pipeline, "exporter_for", lambda fmt: broken)
+    with pytest.raises(ExportError, match="the converter broke"):
+        export(tiny_checkpoint, tmp_path / "new" / "deeper" / "m.onnx", input_size=(SIZE, SIZE), progress=False)
+    assert list(tmp_path.iterdir()) == []  # neither `new/` nor `new/deeper/` stays behind

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def test_eval_any_runtime_artifact_writes_the_report(tmp_path, synth_val, tiny_c
     out = tmp_path / "report"
     assert main(["eval", str(tiny_checkpoint), "--data", str(synth_val / "images"), str(synth_val / "masks"),
                  "--out", str(out)]) == 0  # fmt: skip
-    printed = capsys.readouterr().out
+    printed = re.sub(" +", " ", capsys.readouterr().out)  # table cells are padded
     assert "| relaxed boundary F-beta |" in printed and "3 images" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["count"] == 3 and summary["backend"] == "torch"
@@ -59,7 +60,7 @@ def test_eval_any_runtime_artifact_writes_the_report(tmp_path, synth_val, tiny_c
     for name in ("pr_curve.png", "fbeta_curve.png"):
         assert Image.open(out / name).size == (500, 400)
     assert (out / "per_image.csv").read_text().startswith("image,mae,relax_fb")
-    assert "| MAE |" in (out / "summary.md").read_text()
+    assert "| MAE |" in re.sub(" +", " ", (out / "summary.md").read_text())
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, synth_train):

@@ -11,7 +11,9 @@ packages inside the functions that need them):
 * `peers`: the upstream recipe and rembg, timed against u2deploy's fastest path.
 * `run`: the whole `u2deploy bench` run.
 * `blocks`, `paper`: the paper's Fig. 4 blocks and model table (`--paper`).
-* `report`: JSON, CSV, Markdown and PNG.
+* `report`: JSON, CSV, Markdown (tabulate) and PNG.
+* `verdict`: the artifact to ship (fastest row at the quality target), linked under OUT/artifacts/.
+* `terminal`: the compact table and the verdict for the terminal (rich, <= 100 columns).
 
     >>> from u2deploy.bench import BenchOptions, run_bench, write_bench
     >>> write_bench(run_bench(BenchOptions(formats=("onnx",), runs=5)), "results/")

@@ -12,7 +12,7 @@ On Linux `/proc/self/clear_refs` resets VmHWM, so the peak of one phase can be r
 elsewhere a sampling thread approximates it. tracemalloc is used only for the numpy parts
 (pre/post-processing), where it sees every array.
 
-This module imports numpy only; psutil is optional (Linux reads /proc directly).
+This module imports numpy only; psutil (the bench extra) measures RSS where installed, /proc otherwise.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .._deps import available
 
 __all__ = ["Stats", "summarize", "Timings", "interleave", "PeakMemory", "rss_mb", "traced_peak_mb", "StagedPredict",
            "STAGES", "default_threads"]  # fmt: skip
@@ -143,6 +145,8 @@ def _more_rounds(done: int, runs: int | None, seconds: float | None, min_runs: i
 
 
 def _status_mb(field_name: str) -> float | None:
+    """A kB field of /proc/self/status in MiB. Kept for VmHWM: psutil reports no high-water mark on
+    Linux, and only /proc/self/clear_refs resets it (so one phase's peak can be read exactly)."""
     try:
         with open("/proc/self/status") as handle:
             match = re.search(rf"^{field_name}:\s+(\d+) kB", handle.read(), re.MULTILINE)
@@ -152,16 +156,12 @@ def _status_mb(field_name: str) -> float | None:
 
 
 def rss_mb() -> float:
-    """Resident set size of this process in MiB (/proc, else psutil, else 0)."""
-    value = _status_mb("VmRSS")
-    if value is not None:
-        return value
-    try:
+    """Resident set size of this process in MiB: psutil (any OS), else /proc (Linux without the bench extra)."""
+    if available("psutil"):
         import psutil
 
         return psutil.Process().memory_info().rss / 2**20
-    except ImportError:
-        return 0.0
+    return _status_mb("VmRSS") or 0.0
 
 
 def _reset_high_water_mark() -> bool:

@@ -63,18 +63,20 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def export_options(fmt: str, precision: str, batch: int, size: tuple[int, int], calibration: Any = None) -> Any:
+def export_options(fmt: str, precision: str, batch: int, size: tuple[int, int], calibration: Any = None,
+                   progress: bool = False) -> Any:
     """The `ExportOptions` of a row's artifact (no parity gate: the bench measures parity itself).
 
     A bf16 row runs the fp32 artifact; an int8 row without `calibration` calibrates on the
-    bundled stand-in photos (`default_calibration`).
+    bundled stand-in photos (`default_calibration`). `progress` shows the exporter's step lines
+    and NNCF's calibration bars on stderr (the longest step of a first run).
     """
     from ..export import ExportOptions
 
     calib = (calibration or default_calibration()) if precision == "int8" else None
     return ExportOptions(fmt=fmt, precision="fp32" if precision == "bf16" else precision, input_size=size,
                          batch=batch, verify=False, calibration=calib, command="u2deploy bench",
-                         progress=False)  # fmt: skip
+                         progress=progress)  # fmt: skip
 
 
 def default_calibration() -> Any:

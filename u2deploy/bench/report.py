@@ -55,13 +55,12 @@ def format_value(key: str, value: Any) -> str:
 
 def markdown_table(records: Sequence[Mapping[str, Any]], columns: Sequence[str],
                    headers: Mapping[str, str] | None = None) -> str:
-    """A Markdown table (also readable as plain text) of `records`' `columns`."""
+    """A GitHub-flavoured Markdown table (also readable as plain text) of `records`' `columns` (tabulate)."""
+    from tabulate import tabulate
+
     headers = headers or {}
-    head = [headers.get(c, c) for c in columns]
     body = [[format_value(c, record.get(c)) for c in columns] for record in records]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cells) + " |" for cells in body]
-    return "\n".join(lines)
+    return tabulate(body, headers=[headers.get(c, c) for c in columns], tablefmt="github", disable_numparse=True)
 
 
 def speedups(rows: Sequence[Row]) -> dict[str, float]:
@@ -145,6 +144,14 @@ def _peer_lines(peers: Mapping[str, Any] | None) -> list[str]:
     return lines + [""]
 
 
+def _verdict_lines(verdict: Mapping[str, Any] | None) -> list[str]:
+    if not verdict:
+        return []
+    from .verdict import Verdict
+
+    return ["## Verdict", "", "```text", *Verdict(**verdict).lines(), "```", ""]
+
+
 def bench_markdown(result: Any, chart: str | None = "bench.png") -> str:
     """The Markdown report of a `BenchResult`."""
     model, options, machine = result.model, result.options, result.machine
@@ -162,6 +169,7 @@ def bench_markdown(result: Any, chart: str | None = "bench.png") -> str:
              "per image against torch fp32 in the same run",
              "- Peak MB: RSS high-water mark while loading and running the first call, above the RSS before "
              "(VmHWM); parity: network output against PyTorch FP32 on the same tensors (compare.py)", ""]  # fmt: skip
+    lines += _verdict_lines(getattr(result, "verdict", None))
     lines += ["## Rows", "", rows_table(result.rows), ""]
     lines += _reasons(result.rows) + [""]
     if chart:

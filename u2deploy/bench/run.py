@@ -115,11 +115,12 @@ class BenchResult:
     peers: dict[str, Any] | None = None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    verdict: dict[str, Any] | None = None  # `verdict.Verdict.to_dict()`, set by `verdict.verdict_for`
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "u2deploy bench", "machine": self.machine, "options": self.options, "model": self.model,
                 "rows": [row.to_dict() for row in self.rows], "peak": self.peak, "peers": self.peers,
-                "seconds": self.seconds, "notes": self.notes}  # fmt: skip
+                "seconds": self.seconds, "notes": self.notes, "verdict": self.verdict}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchResult:
@@ -129,7 +130,7 @@ class BenchResult:
         names = {f.name for f in fields(Row)}
         rows = [Row(**{k: v for k, v in row.items() if k in names}) for row in data["rows"]]
         return cls(data["machine"], data["options"], data["model"], rows, data.get("peak"), data.get("peers"),
-                   data.get("seconds", 0.0), list(data.get("notes", [])))  # fmt: skip
+                   data.get("seconds", 0.0), list(data.get("notes", [])), data.get("verdict"))  # fmt: skip
 
 
 class Progress:
@@ -220,7 +221,7 @@ def row_errors(row: Row) -> Iterator[None]:
 def _artifact(row: Row, ref: Reference, options: BenchOptions, root: Path) -> tuple[Path, bool | None, float | None]:
     if row.fmt == "torch":
         return ref.source, None, None
-    export = export_options(row.fmt, row.precision, row.batch, ref.size, options.calibration)
+    export = export_options(row.fmt, row.precision, row.batch, ref.size, options.calibration, options.progress)
     return ensure_artifact(ref.source, ref.spec, export, ref.sha256, root)
 
 
@@ -432,6 +433,8 @@ def run_bench(options: BenchOptions) -> BenchResult:
     try:
         time_rows(live, options, progress)
         measure_throughput(live, ref, options, progress)
+        if options.peak:
+            progress.note("peak: timing the machine's FP32 (and INT8) matrix multiply")
         peak = measure_peak(options.threads) if options.peak else None
         achieved_compute(rows, ref.gflop, peak["fp32"]["gflops"] if peak else None)
         peers = run_peers(rows, live, ref, options, progress) if options.peers else None

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import errno
 import importlib
+import re
 import signal
 import sys
 import threading
@@ -35,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("u2deploy.cli.info", "parameters, file size and GFLOPs of a model"),
     "doctor": ("u2deploy.cli.doctor", "what this machine can run, and how to fix what is missing"),
     "serve": ("u2deploy.cli.serve", "HTTP service and web page: batched across requests, rembg-compatible"),
+    "cache": ("u2deploy.cli.cache", "size of the cache by kind; --clear KIND --yes deletes"),
 }
 
 
@@ -65,6 +67,7 @@ def _load(name: str):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="u2deploy", description="Ship U2-Net to real devices.")
     parser.add_argument("--version", action="version", version=f"u2deploy {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="errors in full, with the traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         command = _load(name)
@@ -97,9 +100,15 @@ def _terminate_like_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+_VERBOSE = ("-v", "--verbose")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(arg in _VERBOSE for arg in argv)  # -v anywhere, also after a nested subcommand's arguments
+    args = parser.parse_args([arg for arg in argv if arg not in _VERBOSE])
+    args.verbose = verbose
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -110,7 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"u2deploy {args.command}: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
     except U2DeployError as exc:
-        print(f"u2deploy {args.command}: error: {exc}", file=sys.stderr)
+        prefix = f"u2deploy {args.command}: error: "
+        if getattr(args, "verbose", False):
+            import traceback
+
+            details = getattr(exc, "details", None)
+            print(prefix + str(exc) + (f"\n{details}" if details else ""), file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+        else:
+            print(prefix + one_line(str(exc), ERROR_WIDTH - len(prefix)), file=sys.stderr)
         return 1
     except BrokenPipeError:  # output piped into `head` and closed early
         sys.stderr.close()
@@ -125,3 +142,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"u2deploy {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+#: a user error is one line of at most this many characters (the rest with -v)
+ERROR_WIDTH = 160
+_MORE = " ... (-v: all)"
+
+
+def one_line(text: str, limit: int) -> str:
+    """`text` on one line of at most `limit` characters; longer, it loses detail before it loses the fix.
+
+    Parenthesised details before "; fix: " go first; then the line is cut at a clause boundary
+    after the start of the fix, and says that -v prints all of it.
+    """
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    head, separator, fix = line.partition("; fix: ")
+    if separator:
+        head = re.sub(r" \([^()]*\)", "", head)
+        line = head + separator + fix
+        if len(line) <= limit:
+            return line
+    cut = line[: limit - len(_MORE)]
+    floors = [len(head) + len(separator) + 10] if separator else []
+    for floor in [*floors, limit // 2]:  # keep the start of the fix if it fits, else cut in the message
+        index = max((cut.rfind(b) for b in ("; ", " (", ", ")), default=-1)
+        index = index if index > floor else cut.rfind(" ")
+        if index > floor:
+            return cut[:index] + _MORE
+    return cut + _MORE

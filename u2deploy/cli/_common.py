@@ -81,12 +81,10 @@ def runtime_from_args(args: argparse.Namespace, **options):
 
 
 def print_table(rows: list[dict[str, object]], columns: list[str]) -> str:
-    """A plain aligned text table (also valid Markdown)."""
-    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) + " |" for r in cells]
-    text = "\n".join(lines)
+    """Print an aligned text table (also valid Markdown, by tabulate) and return it."""
+    from tabulate import tabulate
+
+    text = tabulate([[str(row.get(c, "")) for c in columns] for row in rows], headers=columns, tablefmt="github",
+                    disable_numparse=True)  # fmt: skip
     print(text)
     return text

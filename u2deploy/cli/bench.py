@@ -10,13 +10,16 @@ p50/p90/p99, the pre/infer/post split, images/s (OpenVINO's THROUGHPUT hint wher
 peak memory, parity against PyTorch FP32 on real photos (max abs error, mask IoU, MAE, max
 F-beta), achieved GFLOP/s as a share of the measured FP32 peak; then the upstream recipe and rembg
 against the fastest row at equal quality. All rows are timed interleaved in one process, so their
-ratios are free of the machine's drift. Artifacts are exported once and cached. Writes
-bench.json, bench.csv, bench.md and bench.png (paper.* with --paper) to --out.
+ratios are free of the machine's drift. Artifacts are exported once and cached. Prints a
+compact table and the verdict: the fastest row that reaches --quality-iou, its file (linked into
+OUT/artifacts/ with a readable name, manifest beside it) and the commands that run it. Writes
+bench.json, bench.csv, bench.md (the full table) and bench.png (paper.* with --paper) to --out.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 
 
@@ -37,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="INT8 calibration images: folder or glob (default: 12 bundled stand-in photos)")
     parser.add_argument("--calib-count", type=int, default=None, help="INT8 calibration images to use")
     parser.add_argument("--quality-iou", type=float, default=0.97,
-                        help="mean mask IoU vs PyTorch FP32 that counts as equal quality for the peers (0.97)")
+                        help="quality target: mean mask IoU vs PyTorch FP32 for the verdict and the peers (0.97)")
     parser.add_argument("--no-peers", action="store_true", help="skip the upstream recipe / rembg comparison")
     parser.add_argument("--no-peak", action="store_true", help="skip the FP32/INT8 peak measurement")
     parser.add_argument("--paper", action="store_true", help="the paper's block and model cost tables instead")
@@ -100,10 +103,14 @@ def run(args: argparse.Namespace) -> int:
     options = _options(args)
     if args.paper:
         return _run_paper(args, options)
-    from ..bench.report import bench_markdown, write_bench
+    from ..bench.report import write_bench
     from ..bench.run import run_bench
+    from ..bench.terminal import terminal_report
+    from ..bench.verdict import verdict_for
 
     result = run_bench(options)
-    print(bench_markdown(result, chart=None))
-    _print_written(write_bench(result, args.out))
+    verdict_for(result, args.out)  # links the artifacts into OUT/artifacts/ and decides
+    written = write_bench(result, args.out)
+    print(terminal_report(result, width=shutil.get_terminal_size().columns), end="")
+    _print_written(written)
     return 1 if any(row.status == "failed" for row in result.rows) else 0

@@ -127,12 +127,16 @@ def _triton_options(args: argparse.Namespace):
 
 
 def _summary(result) -> str:
-    size = result.path.stat().st_size / 1e6
-    # beside the model: its name; elsewhere (a Triton repository's configs): the path
-    extra = [f.name if f.parent == result.path.parent else str(f) for f in result.files[1:]]
-    line = f"wrote {result.path} ({size:.1f} MB) + {', '.join(extra)}"
+    """What was written (model and data files with their total size, then the manifest) and the parity, line by line."""
+    manifest = [f for f in result.files if f.name.endswith(".json")]
+    model = [f for f in result.files if f not in manifest]
+    size = sum(f.stat().st_size for f in model) / 1e6
+    line = f"wrote {' + '.join(str(f) if i == 0 or f.parent != model[0].parent else f.name for i, f in enumerate(model))} ({size:.1f} MB)"
+    if manifest:
+        line += f", manifest {manifest[0].name}"
     if result.parity is not None:
-        line += f"\nparity {result.parity.precision} vs PyTorch FP32: {result.parity.describe()}"
+        line += f"\nparity {result.parity.precision} vs PyTorch FP32 on {len(result.parity.images)} photos:"
+        line += "".join(f"\n  {item}" for item in result.parity.describe_lines())
     return line
 
 

@@ -18,6 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", action="store_true", help="also print MACs per stage")
 
 
+def _weights_label(name: str) -> str:
+    from ..weights import KNOWN_WEIGHTS, checkpoint_path, is_cached
+
+    if name not in KNOWN_WEIGHTS:
+        return "architecture; no pretrained weights of this name"
+    if is_cached(name):
+        return f"pretrained weights cached: {checkpoint_path(name)}"
+    return f"architecture; pretrained weights not cached yet: u2deploy weights get {name}"
+
+
 def run(args: argparse.Namespace) -> int:
     import io
     from pathlib import Path
@@ -30,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     size = parse_size(args.size)
     if args.model in list_models():
-        model, source = create_model(args.model), "architecture (random weights)"
+        # the cost is the architecture's; the weights only change the label (and are not loaded for it)
+        model, source = create_model(args.model), _weights_label(args.model)
         file_bytes = None
     else:
         loaded = load_checkpoint(args.model)

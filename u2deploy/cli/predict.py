@@ -103,11 +103,11 @@ def _write(kind: str, image_path, saliency, target, background, args) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from pathlib import Path
 
     from .._io import writable_dir
     from ..errors import InputError
-    from ._common import apply_max_pixels, expand_inputs, runtime_from_args
+    from ._common import apply_max_pixels, expand_inputs
 
     if args.batch < 1:
         raise InputError(f"--batch {args.batch}: must be at least 1")
@@ -120,9 +120,27 @@ def run(args: argparse.Namespace) -> int:
     if special is not None:
         return special
     paths = expand_inputs(args.inputs)
+    created = not Path(args.out).exists()
     out_dir = writable_dir(args.out)
     suffix = ".jpg" if fmt == "JPEG" else f".{fmt.lower()}"
     targets = dict(zip(paths, plan_outputs(paths, out_dir, suffix), strict=True))
+    try:
+        failures = _predict_all(args, paths, targets, background)
+    except BaseException:
+        if created and not any(out_dir.iterdir()):  # a failed run leaves no empty -o folder behind
+            out_dir.rmdir()
+        raise
+    written = len(paths) - failures
+    print(f"wrote {written} {args.output}(s) to {out_dir}" + (f"; {failures} input(s) skipped" if failures else ""))
+    return 1 if failures else 0
+
+
+def _predict_all(args: argparse.Namespace, paths, targets, background) -> int:
+    """Predict every input in chunks of --batch and write its result; returns how many were skipped."""
+    from tqdm import tqdm
+
+    from ._common import runtime_from_args
+
     failures = 0
     with runtime_from_args(args, task_options={"face": False} if args.no_face else None) as runtime:
         _check_output_fits_task(args.output, runtime.spec.task)
@@ -131,9 +149,7 @@ def run(args: argparse.Namespace) -> int:
             chunk = paths[start:start + args.batch]
             failures += _predict_chunk(runtime, chunk, args, targets, background, bar)
         bar.close()
-    written = len(paths) - failures
-    print(f"wrote {written} {args.output}(s) to {out_dir}" + (f"; {failures} input(s) skipped" if failures else ""))
-    return 1 if failures else 0
+    return failures
 
 
 def _checked_runtime(args: argparse.Namespace):

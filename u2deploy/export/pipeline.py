@@ -20,7 +20,7 @@ from typing import Any
 from .._deps import require
 from .._io import remove_stale_temporaries, temp_prefix, writable_dir
 from ..compare import ParityReport
-from ..errors import UnsupportedOptionError
+from ..errors import BackendError, UnsupportedOptionError
 from ..runtimes.base import sidecar_path
 from ..runtimes.registry import LIBRARIES
 from ..spec import ModelSpec
@@ -64,6 +64,8 @@ class _Steps:
 def _prepare(options: ExportOptions) -> Any:
     """Resolve the exporter and check every package the request needs, before any heavy work."""
     exporter = exporter_for(options.fmt)
+    if options.fmt == "trt":
+        _require_nvidia_gpu()
     if options.precision == "int8":
         _prepare_int8(options)
     for module in options.capability.requires:
@@ -73,6 +75,16 @@ def _prepare(options: ExportOptions) -> Any:
         require(LIBRARIES[options.capability.verify_backend], feature)
         require("skimage", feature + ": its photos come from scikit-image's bundled data")
     return exporter
+
+
+def _require_nvidia_gpu() -> None:
+    """TensorRT builds on the GPU that runs the engine: without one, say that first (as `doctor` does), not a package."""
+    from .. import hardware
+
+    gpus, why = hardware.cuda_devices()
+    if not gpus:
+        raise BackendError(f"--fmt trt needs an NVIDIA GPU; none here ({why}). On one: pip install "
+                           "'u2deploy[tensorrt]' or JetPack's")
 
 
 def _prepare_int8(options: ExportOptions) -> None:
@@ -121,12 +133,20 @@ def _staging(target: Path) -> Iterator[Path]:
 
     Its name carries this process's id: SIGTERM and Ctrl-C run this cleanup, and what a -9 kill
     leaves is removed by the next export into the same folder (or `u2deploy cache`).
+    On failure the folders it made are removed too, so a failed export leaves no empty -o behind.
     """
+    created = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target.parent)  # staging of exports killed with -9 (no cleanup ran)
     stage = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
         yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in created:  # a failed export leaves no empty -o folder behind (deepest first)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

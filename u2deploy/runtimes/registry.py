@@ -40,7 +40,7 @@ def backend_for_path(path: str | Path) -> str:
     if suffix not in SUFFIXES:
         raise InputError(
             f"{path}: cannot tell the backend from the suffix '{suffix or '(none)'}'; "
-            f"use one of {', '.join(SUFFIXES)} or pass backend=..."
+            f"give a weights name or a {', '.join(SUFFIXES)} file (or choose the backend: --backend, backend=)"
         )
     return SUFFIXES[suffix]
 

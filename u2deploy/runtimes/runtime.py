@@ -123,6 +123,12 @@ class Runtime:
         `sod` and `human` give the saliency map at each image's own size; `portrait` gives the
         drawing of the largest face at the network resolution (see `u2deploy.tasks`). A list (or
         tuple) of images gives a list, run in batches where the artifact allows.
+
+        Arrays are taken as RGB. OpenCV decodes and captures BGR, so say so (the stream pipeline
+        does), else red and blue swap and the map quietly degrades:
+
+            >>> frame = cv2.imread("photo.jpg")                  # BGR
+            >>> saliency = rt.predict(frame, channel_order="bgr")
         """
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)

@@ -99,11 +99,12 @@ class DatasetReport:
         """One `InputError` naming the first problems and how to list all of them."""
         if not self.problems:
             return
-        shown = "; ".join(self.problems[:_SHOWN_PROBLEMS])
+        root = f"{Path(self.images_dir).parent}{os.sep}"  # paths relative to the dataset: the line stays short
+        shown = "; ".join(problem.replace(root, "") for problem in self.problems[:_SHOWN_PROBLEMS])
         more = len(self.problems) - _SHOWN_PROBLEMS
         tail = f"; ... and {more} more" if more > 0 else ""
-        raise InputError(f"dataset {self.name} has {len(self.problems)} problem(s): {shown}{tail} "
-                         f"(`u2deploy data check {self.images_dir} {self.masks_dir}` lists them all)")
+        raise InputError(f"dataset {root} has {len(self.problems)} problem(s): {shown}{tail}; fix: "
+                         f"`u2deploy data check {self.images_dir} {self.masks_dir}` lists them all")
 
 
 def resolve_folders(data: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[Path, Path]:

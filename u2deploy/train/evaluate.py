@@ -89,9 +89,11 @@ def _describe(runtime: Any) -> dict[str, Any]:
 
 
 def markdown_table(result: EvalResult) -> str:
-    lines = ["| metric | value |", "|---|---|"]
-    lines += [f"| {label} | {result.metrics[key]:.4f} |" for key, (label, _) in METRICS.items()]
-    return "\n".join(lines)
+    """The metrics as a GitHub Markdown table (tabulate)."""
+    from tabulate import tabulate
+
+    body = [[label, f"{result.metrics[key]:.4f}"] for key, (label, _) in METRICS.items()]
+    return tabulate(body, headers=["metric", "value"], tablefmt="github", disable_numparse=True)
 
 
 def write_report(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
