@@ -1,13 +1,14 @@
 """`u2deploy serve` under load vs `rembg s`: throughput and p50/p99 latency at concurrency 1, 4 and 16.
 
-  python benchmarks/serve_load.py --artifact u2net_320_int8_dynamic.xml --onnx u2net_320_fp32_dynamic.onnx
+  python benchmarks/serve_load.py --artifact u2net_320_int8_dynamic.xml u2net_320_fp32_dynamic.xml --onnx u2net_320_fp32_dynamic.onnx
   python benchmarks/serve_load.py --artifact u2net.xml --concurrency 1 4 16 --requests 2
 
 Servers, started one at a time on 127.0.0.1 and driven through the same rembg-compatible endpoint
 (`POST /api/remove`, RGBA PNG cut-out), so every one of them decodes, segments and encodes:
 
-* ``u2deploy ARTIFACT, batching``: `u2deploy serve ARTIFACT --max-batch 8 --max-delay-ms 5`.
-* ``u2deploy ARTIFACT, no batching``: the same with `--max-batch 1`.
+* ``u2deploy ARTIFACT, batching``: `u2deploy serve ARTIFACT --max-batch 8 --max-delay-ms 5`, for
+  each --artifact.
+* ``u2deploy ARTIFACT, no batching``: the first artifact with `--max-batch 1`.
 * ``u2deploy ONNX FP32, batching`` (with --onnx): the precision rembg runs, to separate the
   serving gain from the precision gain.
 * ``rembg s``: `rembg s --no-ui` with its `u2net` session on the same u2net.onnx weights u2deploy
@@ -137,12 +138,12 @@ def rembg_env() -> tuple[dict[str, str], str]:
 def servers(args: argparse.Namespace) -> list[dict]:
     serve = [sys.executable, "-m", "u2deploy", "serve"]
     common = ["--log-level", "warning", "--max-queue", "256", "--timeout", "300"]
-    found = [
-        {"name": f"u2deploy {Path(args.artifact).name}, batching", "model": args.artifact,
-         "command": [*serve, args.artifact, "--max-batch", str(args.max_batch), "--max-delay-ms", "5", *common]},
-        {"name": f"u2deploy {Path(args.artifact).name}, no batching", "model": args.artifact,
-         "command": [*serve, args.artifact, "--max-batch", "1", *common]},
-    ]
+    found = [{"name": f"u2deploy {Path(artifact).name}, batching", "model": artifact,
+              "command": [*serve, artifact, "--max-batch", str(args.max_batch), "--max-delay-ms", "5", *common]}
+             for artifact in args.artifact]
+    first = args.artifact[0]
+    found.insert(1, {"name": f"u2deploy {Path(first).name}, no batching", "model": first,
+                     "command": [*serve, first, "--max-batch", "1", *common]})
     if args.onnx:
         found.append({"name": f"u2deploy {Path(args.onnx).name}, batching", "model": args.onnx,
                       "command": [*serve, args.onnx, "--max-batch", str(args.max_batch), "--max-delay-ms", "5", *common]})
@@ -226,7 +227,8 @@ def summarise(record: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--artifact", required=True, help="the artifact to serve (e.g. the OpenVINO INT8 IR, dynamic batch)")
+    parser.add_argument("--artifact", required=True, nargs="+",
+                        help="artifacts to serve with batching (e.g. the OpenVINO INT8 IR, dynamic batch); the first also without")
     parser.add_argument("--onnx", default=None, help="also serve this FP32 ONNX (rembg's precision)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--requests", type=int, default=2, help="requests per client at each level (at least 8 in all)")

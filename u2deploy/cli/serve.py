@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
           f"(API docs /docs, metrics /metrics)", flush=True)
     # uvicorn handles SIGTERM/SIGINT: stop accepting, finish in-flight requests, run the app's shutdown
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
-                            timeout_graceful_shutdown=settings.timeout_s, access_log=args.log_level == "debug")
+                            timeout_graceful_shutdown=settings.timeout_s, access_log=args.log_level == "debug",
+                            # bounds open connections (each may hold an upload) beyond what the queue admits
+                            limit_concurrency=settings.max_queue + 64)
     _exit_zero_after_graceful_stop()
     uvicorn.Server(config).run()
     runtime.close()
