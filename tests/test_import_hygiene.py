@@ -15,7 +15,8 @@ import pytest
 BLOCKER = textwrap.dedent("""
     import importlib.abc, sys
     BLOCKED = {"torch", "onnx", "onnxruntime", "openvino", "tensorrt", "cv2", "nncf", "pycuda", "cuda", "skimage",
-               "onnxslim", "matplotlib", "py_sod_metrics", "av", "pymatting", "numba", "playwright"}
+               "onnxslim", "matplotlib", "py_sod_metrics", "av", "pymatting", "numba", "playwright", "ray",
+               "tritonclient", "pyarrow", "fastapi", "uvicorn", "starlette", "prometheus_client"}
     class Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BLOCKED:

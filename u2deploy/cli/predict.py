@@ -18,6 +18,7 @@ runs; a full disk stops the run in one line, leaving no partial file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from . import _predict_io, _ray_predict
@@ -88,8 +89,8 @@ def plan_outputs(paths, out_dir, suffix: str = ".png") -> list:
         except OSError:  # does not exist yet, so it is no input
             continue
         if (st.st_dev, st.st_ino) in inputs:
-            raise OutputError(f"-o {out_dir}: the result for {Path(path).name} would replace input "
-                              f"{inputs[(st.st_dev, st.st_ino)]}; write to another folder")
+            raise OutputError(f"the result for {Path(path).name} would replace input {inputs[(st.st_dev, st.st_ino)]} "
+                              f"(-o {out_dir}); write to another folder")
     return targets
 
 
@@ -120,15 +121,16 @@ def run(args: argparse.Namespace) -> int:
     if special is not None:
         return special
     paths = expand_inputs(args.inputs)
-    created = not Path(args.out).exists()
+    created = [folder for folder in (Path(args.out), *Path(args.out).parents) if not folder.exists()]
     out_dir = writable_dir(args.out)
     suffix = ".jpg" if fmt == "JPEG" else f".{fmt.lower()}"
     targets = dict(zip(paths, plan_outputs(paths, out_dir, suffix), strict=True))
     try:
         failures = _predict_all(args, paths, targets, background)
     except BaseException:
-        if created and not any(out_dir.iterdir()):  # a failed run leaves no empty -o folder behind
-            out_dir.rmdir()
+        for folder in created:  # a failed run leaves no empty -o folder behind (deepest first)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     written = len(paths) - failures
     print(f"wrote {written} {args.output}(s) to {out_dir}" + (f"; {failures} input(s) skipped" if failures else ""))
