@@ -1,0 +1,120 @@
+"""Sensitivity and mixed precision on the tiny model: float convs in a calibrated Q/DQ graph, the ranking,
+and the INT8 + FP16 graph staying in TensorRT form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.calibration.conftest import COUNT
+
+pytestmark = [pytest.mark.onnxruntime]
+pytest.importorskip("nncf")
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory, tiny_onnx, calib_dir):
+    """(fp32 model, Q/DQ model): the same calibration as test_qdq.py (a cache hit when it ran first)."""
+    import onnx
+
+    from u2deploy.calibration.qdq import quantize_onnx
+    from u2deploy.export import CalibrationOptions, ExportOptions
+
+    fp32, spec = tiny_onnx
+    out = tmp_path_factory.mktemp("sens") / "tiny.int8.onnx"
+    # (the conftest's session cache makes this a hit after test_qdq.py)
+    options = ExportOptions(fmt="onnx", precision="int8", calibration=CalibrationOptions(str(calib_dir), count=COUNT),
+                            progress=False)
+    quantize_onnx(fp32, out, spec, options)
+    return onnx.load(str(fp32)), onnx.load(str(out))
+
+
+@pytest.fixture(scope="module")
+def emulator(graphs, tiny_onnx):
+    from u2deploy.calibration.sensitivity import Emulator, held_out_photos
+
+    photos = held_out_photos()
+    return Emulator(graphs[0], {name: photos[name] for name in ("astronaut", "coffee", "rocket")}, threads=1,
+                    spec=tiny_onnx[1])
+
+
+def test_floating_every_conv_gives_back_the_fp32_maps(graphs, emulator):
+    from u2deploy.calibration.mixed import float_convs, quantized_convs, quantized_nodes
+
+    fp32, qdq = graphs
+    convs = quantized_convs(qdq)
+    assert len(convs) > 20 and set(convs) < set(quantized_nodes(qdq))  # the residual Adds read Q/DQ too
+    floated = float_convs(qdq, fp32, quantized_nodes(qdq))
+    assert quantized_convs(floated) == []
+    assert not [n for n in floated.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    np.testing.assert_allclose(emulator.maps(floated), emulator.reference, atol=1e-6)
+    one = float_convs(qdq, fp32, convs[3:4])
+    assert quantized_convs(one) == convs[:3] + convs[4:]  # the others keep their INT8 weights and scales
+
+
+def test_the_ranking_measures_every_block_both_ways(graphs, emulator):
+    from u2deploy.calibration.sensitivity import measure_sensitivity
+
+    fp32, qdq = graphs
+    report = measure_sensitivity(fp32, qdq, emulator=emulator, refine=1, cache=False)
+    blocks = [g for g in report.groups if ":" not in g]
+    assert {"stage1", "stage6", "stage1d", "side1"} <= set(blocks) and len(blocks) == 17
+    assert set(report.alone_float) == set(report.alone_int8) == set(report.groups)
+    rows = report.rows()
+    gains = [r["float_gain_iou"] for r in rows]
+    assert gains == sorted(gains, reverse=True) and rows[0]["rank"] == 1
+    refined = [g for g in report.groups if g.startswith(rows[0]["group"] + ":")] if ":" not in rows[0]["group"] else []
+    assert refined or len(report.groups[rows[0]["group"]]) == 1
+    assert abs(sum(r["macs_percent"] for r in rows if ":" not in r["group"]) - 100) < 0.1 + sum(
+        r["macs_percent"] for r in rows if ":" in r["group"])
+    for score in report.alone_int8.values():  # one block in INT8 is never worse than every block in INT8 by much
+        assert 0 <= score.mean_iou <= 1 and all(0 <= v <= 1 for v in score.boundary_f.values())
+
+
+def test_the_report_is_written_as_table_csv_json_and_plot(graphs, emulator, tmp_path):
+    import json
+
+    from u2deploy.calibration.sensitivity import measure_sensitivity, write_report
+
+    report = measure_sensitivity(*graphs, emulator=emulator, refine=0, both=False, cache=False)
+    files = write_report(report, tmp_path)
+    assert {f.name for f in files} >= {"sensitivity.json", "sensitivity.csv", "sensitivity.md"}
+    data = json.loads((tmp_path / "sensitivity.json").read_text())
+    assert data["ranking"][0]["rank"] == 1 and len(data["ranking"]) == 17
+    assert (tmp_path / "sensitivity.md").read_text().count("\n| ") == 18
+
+
+def test_boundary_f():
+    from u2deploy.calibration.sensitivity import boundary_f
+
+    square = np.zeros((40, 40))
+    square[10:30, 10:30] = 1
+    assert boundary_f(square, square) == 1.0
+    shifted = np.roll(square, 1, axis=1)
+    assert 0.9 < boundary_f(square, shifted) <= 1.0  # within the 2-pixel tolerance
+    far = np.roll(square, 8, axis=1)
+    assert boundary_f(square, far) < 0.7
+
+
+def test_the_mixed_graph_is_int8_plus_fp16_in_tensorrt_form(graphs, emulator):
+    from onnx import TensorProto
+
+    from u2deploy.calibration.mixed import float_convs, quantized_convs, to_mixed_fp16
+    from u2deploy.calibration.qdq import check_tensorrt_form
+
+    fp32, qdq = graphs
+    convs = quantized_convs(qdq)
+    chosen = [c for c in convs if c.startswith("/stage1d/") or c.startswith("/stage6/")]
+    mixed = to_mixed_fp16(float_convs(qdq, fp32, chosen), chosen)
+    form = check_tensorrt_form(mixed)  # every Q/DQ symmetric int8 with zero points 0
+    assert form["int8_convs"] == len(convs) - len(chosen)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(mixed.graph.value_info) + list(mixed.graph.output)}
+    inits = {t.name: t.data_type for t in mixed.graph.initializer}
+    for node in mixed.graph.node:
+        if node.name in chosen:  # the float part: fp16 weights and output
+            assert inits[node.input[1]] == TensorProto.FLOAT16 and types[node.output[0]] == TensorProto.FLOAT16
+        elif node.name in set(convs) - set(chosen):  # INT8 convs keep the DQ -> Conv pattern TensorRT fuses
+            assert types[node.output[0]] == TensorProto.FLOAT
+    assert types[mixed.graph.output[0].name] == TensorProto.FLOAT
+    score = emulator.score(mixed)
+    assert score.mean_iou > 0.5
