@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "weights": ("u2deploy.cli.weights", "list, fetch or import pretrained weights"),
     "info": ("u2deploy.cli.info", "parameters, file size and GFLOPs of a model"),
     "doctor": ("u2deploy.cli.doctor", "what this machine can run, and how to fix what is missing"),
+    "quant": ("u2deploy.cli.quant", "INT8 sensitivity per layer, and mixed INT8+FP16 to a quality target"),
 }
 
 
