@@ -118,3 +118,54 @@ def test_the_mixed_graph_is_int8_plus_fp16_in_tensorrt_form(graphs, emulator):
     assert types[mixed.graph.output[0].name] == TensorProto.FLOAT
     score = emulator.score(mixed)
     assert score.mean_iou > 0.5
+
+
+@pytest.fixture(scope="module")
+def graph_files(graphs, tiny_onnx, tmp_path_factory):
+    """The two tiny graphs on disk, the fp32 one with the spec in its metadata as `u2deploy export` writes it."""
+    import onnx
+
+    from u2deploy.export.onnx_export import set_metadata
+    from u2deploy.spec import METADATA_KEY
+
+    folder = tmp_path_factory.mktemp("graphs")
+    fp32 = onnx.ModelProto()
+    fp32.CopyFrom(graphs[0])
+    set_metadata(fp32, {METADATA_KEY: tiny_onnx[1].to_json()})
+    onnx.save(fp32, str(folder / "fp32.onnx"))
+    onnx.save(graphs[1], str(folder / "int8.onnx"))
+    return folder / "fp32.onnx", folder / "int8.onnx"
+
+
+def test_cli_sensitivity_writes_the_ranked_report(graph_files, tmp_path, capsys):
+    from u2deploy.cli import main
+
+    fp32, qdq = graph_files
+    code = main(["quant", "sensitivity", "u2net_test", "--fp32", str(fp32), "--qdq", str(qdq), "-o",
+                 str(tmp_path / "sens"), "--no-extra-photos", "--float-only", "--refine", "0", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "| 1 | " in out and "on 5 held-out photos" in out
+    assert (tmp_path / "sens" / "sensitivity.csv").read_text().startswith("rank,group,convs,macs_percent")
+
+
+def test_cli_mixed_meets_a_target_or_writes_nothing(graph_files, tmp_path, capsys):
+    import json
+
+    import onnx
+
+    from u2deploy.calibration.qdq import check_tensorrt_form
+    from u2deploy.cli import main
+
+    fp32, qdq = graph_files
+    common = ["quant", "mixed", "u2net_test", "--fp32", str(fp32), "--qdq", str(qdq), "--no-extra-photos", "--quiet"]
+    code = main([*common, "-o", str(tmp_path / "never.onnx"), "--target-mean", "1.01"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "no float set found that meets mean IoU >= 1.01" in err[0]
+    assert not (tmp_path / "never.onnx").exists()
+
+    out = tmp_path / "mixed.onnx"
+    assert main([*common, "-o", str(out), "--target-mean", "0.97", "--target-worst", "0.9"]) == 0
+    record = json.loads(out.with_name("mixed.onnx.json").read_text())["mixed_precision"]
+    assert record["auto"]["met"] and record["auto"]["nodes"] and record["keep_float"] == "auto"
+    assert record["score_fp16_float_part"]["mean_iou"] >= 0.96
+    check_tensorrt_form(onnx.load(str(out)))

@@ -17,7 +17,7 @@ from typing import Any
 from .mixed import float_convs
 from .sensitivity import Emulator, Score, SensitivityReport
 
-__all__ = ["Target", "AutoChoice", "choose_float"]
+__all__ = ["Target", "AutoChoice", "choose_float", "auto_choice"]
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,22 @@ def _prune(chosen: list[str], score: Score, report: SensitivityReport, judge: Ca
             chosen, score = trial, trial_score
             steps.append({"drop": group, **trial_score.summary()})
     return chosen, score
+
+
+def auto_choice(fp32_model: Any, qdq_model: Any, spec: Any, target: Target | None = None,
+                progress: bool = True) -> AutoChoice:
+    """`--keep-float auto` for one calibrated Q/DQ graph: the sensitivity ranking (alone float, the worst
+    block refined; cached on disk), then `choose_float` on the held-out photos."""
+    from .cache import say
+    from .sensitivity import held_out_photos, measure_sensitivity
+
+    emulator = Emulator(fp32_model, held_out_photos(), spec=spec)
+    say(progress, f"      keep-float auto: ranking blocks on {len(emulator.names)} held-out photos (exact INT8 "
+                  "emulation; cached)")
+    log = (lambda line: say(True, line)) if progress else None
+    report = measure_sensitivity(fp32_model, qdq_model, emulator=emulator, refine=1, both=False, log=log)
+    choice = choose_float(report, fp32_model, qdq_model, emulator, target, log=log)
+    say(progress, f"      keep-float auto: {len(choice.nodes)} nodes float ({choice.macs_percent:.1f}% of the MACs), "
+                  f"mean IoU {choice.score.mean_iou:.4f}, worst {choice.score.worst[1]:.4f}"
+                  + ("" if choice.met else f" (target {choice.target.describe()} not met)"))
+    return choice

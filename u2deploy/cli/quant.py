@@ -113,6 +113,9 @@ def _write_mixed(args: argparse.Namespace, report, fp32, qdq, emulator, qdq_path
     mixed = to_mixed_fp16(float_convs(qdq, fp32, choice.nodes), choice.nodes)
     form = check_tensorrt_form(mixed)
     score = emulator.score(mixed)  # judged as written: the float part in fp16
+    if not target.met(score):
+        raise ParityError(f"the float set meets {target.describe()} in fp32 but not in fp16: mean IoU "
+                          f"{score.mean_iou:.4f}, worst {score.worst[1]:.4f} (nothing was written)")
     out = Path(args.out)
     atomic_write_bytes(out, mixed.SerializeToString())
     record = {"source_qdq": str(qdq_path), "keep_float": "auto", "auto": choice.to_dict(), "graph": form,
