@@ -144,7 +144,7 @@ def test_cli_sensitivity_writes_the_ranked_report(graph_files, tmp_path, capsys)
     code = main(["quant", "sensitivity", "u2net_test", "--fp32", str(fp32), "--qdq", str(qdq), "-o",
                  str(tmp_path / "sens"), "--no-extra-photos", "--float-only", "--refine", "0", "--quiet"])
     out = capsys.readouterr().out
-    assert code == 0 and "| 1 | " in out and "on 5 held-out photos" in out
+    assert code == 0 and "| 1 | " in out and "on 5 held-out photos" in out and "measured on 3 photos" in out
     assert (tmp_path / "sens" / "sensitivity.csv").read_text().startswith("rank,group,convs,macs_percent")
 
 
@@ -169,3 +169,26 @@ def test_cli_mixed_meets_a_target_or_writes_nothing(graph_files, tmp_path, capsy
     assert record["auto"]["met"] and record["auto"]["nodes"] and record["keep_float"] == "auto"
     assert record["score_fp16_float_part"]["mean_iou"] >= 0.96
     check_tensorrt_form(onnx.load(str(out)))
+
+
+def test_export_keep_float_auto_records_its_choice_and_ships_int8_plus_fp16(tiny_export, calib_dir):
+    import onnx
+    from onnx import TensorProto
+
+    from u2deploy.calibration.qdq import check_tensorrt_form
+    from u2deploy.compare import Tolerance
+    from u2deploy.export import CalibrationOptions
+
+    calibration = CalibrationOptions(str(calib_dir), COUNT, keep_float="auto")
+    result = tiny_export("onnx", precision="int8", tolerance=Tolerance(mean_iou=0.5, map_mae=0.2),
+                         calibration=calibration)
+    record = result.manifest["calibration"]
+    auto = record["keep_float_auto"]
+    assert auto["target"] == {"mean_iou": 0.985, "worst_iou": 0.95} and auto["nodes"] and auto["steps"]
+    assert set(auto["nodes"]) <= set(record["keep_float"])
+    model = onnx.load(str(result.path))
+    form = check_tensorrt_form(model)
+    assert form["int8_convs"] < form["convs"] - 1
+    inits = {t.name: t.data_type for t in model.graph.initializer}
+    floated = [n for n in model.graph.node if n.name in set(auto["nodes"]) and n.op_type == "Conv"]
+    assert floated and all(inits[n.input[1]] == TensorProto.FLOAT16 for n in floated)

@@ -17,7 +17,10 @@ from typing import Any
 from .mixed import float_convs
 from .sensitivity import Emulator, Score, SensitivityReport
 
-__all__ = ["Target", "AutoChoice", "choose_float", "auto_choice"]
+#: the ranking is measured on the photos the full-INT8 graph scores worst on; the choice on all of them
+RANK_PHOTOS = 3
+
+__all__ = ["RANK_PHOTOS", "Target", "AutoChoice", "choose_float", "auto_choice"]
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,14 @@ def choose_float(report: SensitivityReport, fp32_model: Any, qdq_model: Any, emu
     target = target or Target()
     total = sum(m for g, m in report.macs.items() if ":" not in g) or 1
     chosen: list[str] = []
-    score, steps = report.baseline, []
+    baseline = report.full_baseline or report.baseline  # the ranking may have used only the worst photos
+    if baseline.iou.keys() != set(emulator.names):
+        baseline = emulator.score(qdq_model)
+    score, steps = baseline, []
 
     def judge(groups: list[str]) -> Score:
         nodes = sorted({n for g in groups for n in report.groups[g]})
-        return emulator.score(float_convs(qdq_model, fp32_model, nodes)) if nodes else report.baseline
+        return emulator.score(float_convs(qdq_model, fp32_model, nodes)) if nodes else baseline
 
     for group in _ordered(report):
         if target.met(score):
@@ -125,10 +131,11 @@ def auto_choice(fp32_model: Any, qdq_model: Any, spec: Any, target: Target | Non
     from .sensitivity import held_out_photos, measure_sensitivity
 
     emulator = Emulator(fp32_model, held_out_photos(), spec=spec)
-    say(progress, f"      keep-float auto: ranking blocks on {len(emulator.names)} held-out photos (exact INT8 "
-                  "emulation; cached)")
+    say(progress, f"      keep-float auto: ranking blocks on the {RANK_PHOTOS} worst of {len(emulator.names)} held-out "
+                  "photos, choosing on all (exact INT8 emulation; cached)")
     log = (lambda line: say(True, line)) if progress else None
-    report = measure_sensitivity(fp32_model, qdq_model, emulator=emulator, refine=1, both=False, log=log)
+    report = measure_sensitivity(fp32_model, qdq_model, emulator=emulator, refine=1, both=False, log=log,
+                                 rank_photos=RANK_PHOTOS)
     choice = choose_float(report, fp32_model, qdq_model, emulator, target, log=log)
     say(progress, f"      keep-float auto: {len(choice.nodes)} nodes float ({choice.macs_percent:.1f}% of the MACs), "
                   f"mean IoU {choice.score.mean_iou:.4f}, worst {choice.score.worst[1]:.4f}"

@@ -14,7 +14,7 @@ after min-max normalisation as the export gate does.
 
 Groups are U2-Net's RSU blocks and side heads (`block`, 17 groups; the fuse conv stays float as
 in every export) and, inside the worst blocks, single convs (`refine`). Results are cached on disk
-under `weights.cache_dir()/sensitivity/`, keyed on both graphs and the photos.
+under `weights.cache_dir()/calibration/sensitivity/`, keyed on both graphs and the photos.
 """
 
 from __future__ import annotations
@@ -127,6 +127,9 @@ class Score:
     def from_dict(cls, data: dict[str, Any]) -> Score:
         return cls(data["iou"], data["map_mae"], data["boundary_f"])
 
+    def subset(self, names: list[str]) -> Score:
+        return Score(*({name: values[name] for name in names} for values in (self.iou, self.map_mae, self.boundary_f)))
+
 
 class Emulator:
     """Runs ONNX graphs in exact INT8 emulation (ONNX Runtime, optimisation off) on the held-out photos.
@@ -177,6 +180,14 @@ class Emulator:
             bf[name] = round(boundary_f(ref, cand), 5)
         return Score(iou, mae, bf)
 
+    def subset(self, names: list[str]) -> Emulator:
+        """The same runner on some of the photos, sharing their inputs and fp32 maps (no new reference run)."""
+        index = [self.names.index(name) for name in names]
+        part = object.__new__(Emulator)
+        part.spec, part.threads, part.names = self.spec, self.threads, list(names)
+        part.batch, part.reference = self.batch[index], self.reference[index]
+        return part
+
     def digest(self) -> str:
         """Hash of the photos as preprocessed (part of the sensitivity cache key)."""
         return hashlib.sha256(self.batch.tobytes() + "|".join(self.names).encode()).hexdigest()
@@ -192,7 +203,8 @@ class SensitivityReport:
         macs: group -> multiply-accumulates per image.
         alone_float: group -> score with only that group float.
         alone_int8: group -> score with only that group INT8.
-        photos: the held-out photo names.
+        photos: the photo names the variants were measured on.
+        full_baseline: `baseline` on every photo, when the variants were measured on the worst few.
     """
 
     baseline: Score
@@ -201,6 +213,7 @@ class SensitivityReport:
     alone_float: dict[str, Score] = field(default_factory=dict)
     alone_int8: dict[str, Score] = field(default_factory=dict)
     photos: list[str] = field(default_factory=list)
+    full_baseline: Score | None = None
 
     def ranking(self) -> list[str]:
         """Groups, most harmful first: the largest mean-IoU gain when that group alone is float."""
@@ -226,7 +239,9 @@ class SensitivityReport:
         return rows
 
     def to_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline.to_dict(), "photos": self.photos, "groups": self.groups,
+        full = self.full_baseline.to_dict() if self.full_baseline is not None else None
+        return {"baseline": self.baseline.to_dict(), "baseline_all_photos": full, "photos": self.photos,
+                "groups": self.groups,
                 "macs": self.macs, "ranking": self.rows(),
                 "alone_float": {g: s.to_dict() for g, s in self.alone_float.items()},
                 "alone_int8": {g: s.to_dict() for g, s in self.alone_int8.items()}}  # fmt: skip
@@ -266,15 +281,15 @@ def _cached(path: Path | None, key: str, compute: Callable[[], Score]) -> Score:
 def _cache_file(fp32_model: Any, qdq_model: Any, emulator: Emulator, cache: bool) -> Path | None:
     if not cache:
         return None
-    from ..weights import cache_dir
+    from .cache import default_cache_root
 
     key = hashlib.sha256(f"{graph_sha256(fp32_model)}|{graph_sha256(qdq_model)}|{emulator.digest()}".encode())
-    return cache_dir() / "sensitivity" / f"{key.hexdigest()[:32]}.json"
+    return default_cache_root() / "sensitivity" / f"{key.hexdigest()[:32]}.json"
 
 
 def measure_sensitivity(fp32_model: Any, qdq_model: Any, *, emulator: Emulator | None = None, refine: int = 1,
-                        both: bool = True, cache: bool = True, log: Callable[[str], None] | None = None
-                        ) -> SensitivityReport:
+                        both: bool = True, cache: bool = True, log: Callable[[str], None] | None = None,
+                        rank_photos: int | None = None) -> SensitivityReport:
     """Score every block alone-float (and, with `both`, alone-INT8); then the convs of the `refine` worst blocks.
 
     Args:
@@ -285,14 +300,20 @@ def measure_sensitivity(fp32_model: Any, qdq_model: Any, *, emulator: Emulator |
         both: also measure alone-INT8 (doubles the cost).
         cache: keep each variant's score on disk.
         log: receives one progress line per variant.
+        rank_photos: measure the variants on only this many photos, those the full-INT8 graph
+            scores worst on (cost grows with photos x variants; the worst photos decide the ranking).
     """
     emulator = emulator or Emulator(fp32_model)
     path = _cache_file(fp32_model, qdq_model, emulator, cache)
     int8 = quantized_nodes(qdq_model)
     blocks = conv_groups(int8, "block")
     macs = conv_macs(fp32_model)
-    report = SensitivityReport(_cached(path, "baseline", lambda: emulator.score(qdq_model)), dict(blocks), {},
-                               photos=emulator.names)
+    baseline = full = _cached(path, "baseline", partial(emulator.score, qdq_model))
+    if rank_photos is not None and rank_photos < len(emulator.names):
+        worst = sorted(emulator.names, key=baseline.iou.get)[:rank_photos]
+        emulator, baseline = emulator.subset(worst), baseline.subset(worst)
+        path = path.with_name(path.stem + "-" + "-".join(worst) + ".json") if path is not None else None
+    report = SensitivityReport(baseline, dict(blocks), {}, photos=emulator.names, full_baseline=full)
     _measure(report, blocks, int8, fp32_model, qdq_model, emulator, path, both, log)
     for block in report.ranking()[:refine]:
         layers = {f"{block}:{name}": convs for name, convs in conv_groups(blocks[block], "layer").items()}
@@ -345,9 +366,11 @@ def write_report(report: SensitivityReport, folder: Path) -> list[Path]:
 
 def markdown(report: SensitivityReport) -> str:
     """The ranked table as Markdown."""
-    base = report.baseline.summary()
-    lines = [f"All INT8: mean IoU {base['mean_iou']:.4f}, worst {base['worst_iou']:.4f} ({base['worst_image']}), "
-             f"on {len(report.photos)} held-out photos ({', '.join(report.photos)}).", "",
+    full = (report.full_baseline or report.baseline).summary()
+    lines = [f"All INT8 on {len((report.full_baseline or report.baseline).iou)} held-out photos: mean IoU "
+             f"{full['mean_iou']:.4f}, worst {full['worst_iou']:.4f} ({full['worst_image']}). Variants measured on "
+             f"{len(report.photos)} photos ({', '.join(report.photos)}), where all INT8 has mean IoU "
+             f"{report.baseline.mean_iou:.4f}.", "",
              "| rank | group | convs | MACs % | alone float: mean IoU | worst IoU | gain | alone INT8: IoU drop "
              "| worst IoU | map MAE | boundary F |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report.rows():

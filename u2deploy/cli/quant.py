@@ -40,6 +40,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp32", default=None, help="an fp32 ONNX made earlier (with --qdq)")
     parser.add_argument("--qdq", default=None, help="its Q/DQ ONNX made earlier (with --fp32)")
     parser.add_argument("--no-extra-photos", action="store_true", help="judge on the five parity photos only")
+    parser.add_argument("--rank-photos", type=int, default=3, metavar="N",
+                        help="measure each variant on the N photos full INT8 scores worst on (default 3; 0: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     _say(f"judging on {len(emulator.names)} held-out photos: {', '.join(emulator.names)}", args.quiet)
     refine = args.refine if args.action == "sensitivity" else 1
     both = args.action == "sensitivity" and not args.float_only
-    report = measure_sensitivity(fp32, qdq, emulator=emulator, refine=refine, both=both, log=log)
+    report = measure_sensitivity(fp32, qdq, emulator=emulator, refine=refine, both=both, log=log,
+                                 rank_photos=args.rank_photos or None)
     if args.action == "sensitivity":
         return _write_sensitivity(report, Path(args.out))
     return _write_mixed(args, report, fp32, qdq, emulator, Path(qdq_path))
