@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .mixed import float_convs
-from .sensitivity import Emulator, Score, SensitivityReport
+from .sensitivity import Emulator, Score, SensitivityReport, cached_score
 
 #: the ranking is measured on the photos the full-INT8 graph scores worst on; the choice on all of them
 RANK_PHOTOS = 3
@@ -90,7 +90,10 @@ def choose_float(report: SensitivityReport, fp32_model: Any, qdq_model: Any, emu
 
     def judge(groups: list[str]) -> Score:
         nodes = sorted({n for g in groups for n in report.groups[g]})
-        return emulator.score(float_convs(qdq_model, fp32_model, nodes)) if nodes else baseline
+        if not nodes:
+            return baseline
+        key = "set:" + "|".join(nodes)  # on every photo: the full cache file, not the ranking's
+        return cached_score(report.cache_path, key, lambda: emulator.score(float_convs(qdq_model, fp32_model, nodes)))
 
     for group in _ordered(report):
         if target.met(score):

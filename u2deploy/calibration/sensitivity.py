@@ -37,7 +37,7 @@ from .cache import graph_sha256
 from .mixed import conv_groups, float_convs, quantized_nodes
 
 __all__ = ["HELD_OUT_EXTRA", "held_out_photos", "boundary_f", "Score", "Emulator", "SensitivityReport",
-           "measure_sensitivity"]
+           "measure_sensitivity", "cached_score", "write_report", "markdown"]
 
 #: Real photos other packages ship, added to `samples.PARITY_PHOTOS` as held-out images (package, name).
 HELD_OUT_EXTRA = (("sklearn", "china"), ("sklearn", "flower"), ("matplotlib", "grace_hopper"))
@@ -214,6 +214,7 @@ class SensitivityReport:
     alone_int8: dict[str, Score] = field(default_factory=dict)
     photos: list[str] = field(default_factory=list)
     full_baseline: Score | None = None
+    cache_path: Path | None = None
 
     def ranking(self) -> list[str]:
         """Groups, most harmful first: the largest mean-IoU gain when that group alone is float."""
@@ -264,7 +265,7 @@ def conv_macs(model: Any) -> dict[str, int]:
     return macs
 
 
-def _cached(path: Path | None, key: str, compute: Callable[[], Score]) -> Score:
+def cached_score(path: Path | None, key: str, compute: Callable[[], Score]) -> Score:
     """A variant's score from the JSON cache file, else computed and stored."""
     cache = json.loads(path.read_text()) if path is not None and path.is_file() else {}
     if key in cache:
@@ -304,16 +305,16 @@ def measure_sensitivity(fp32_model: Any, qdq_model: Any, *, emulator: Emulator |
             scores worst on (cost grows with photos x variants; the worst photos decide the ranking).
     """
     emulator = emulator or Emulator(fp32_model)
-    path = _cache_file(fp32_model, qdq_model, emulator, cache)
+    path = full_path = _cache_file(fp32_model, qdq_model, emulator, cache)
     int8 = quantized_nodes(qdq_model)
     blocks = conv_groups(int8, "block")
     macs = conv_macs(fp32_model)
-    baseline = full = _cached(path, "baseline", partial(emulator.score, qdq_model))
+    baseline = full = cached_score(path, "baseline", partial(emulator.score, qdq_model))
     if rank_photos is not None and rank_photos < len(emulator.names):
         worst = sorted(emulator.names, key=baseline.iou.get)[:rank_photos]
         emulator, baseline = emulator.subset(worst), baseline.subset(worst)
         path = path.with_name(path.stem + "-" + "-".join(worst) + ".json") if path is not None else None
-    report = SensitivityReport(baseline, dict(blocks), {}, photos=emulator.names, full_baseline=full)
+    report = SensitivityReport(baseline, dict(blocks), {}, photos=emulator.names, full_baseline=full, cache_path=full_path)
     _measure(report, blocks, int8, fp32_model, qdq_model, emulator, path, both, log)
     for block in report.ranking()[:refine]:
         layers = {f"{block}:{name}": convs for name, convs in conv_groups(blocks[block], "layer").items()}
@@ -334,10 +335,10 @@ def _measure(report: SensitivityReport, groups: dict[str, list[str]], int8: list
     for index, (group, convs) in enumerate(groups.items(), start=1):
         report.groups[group] = convs
         others = [c for c in int8 if c not in set(convs)]
-        report.alone_float[group] = _cached(path, f"float:{group}",
+        report.alone_float[group] = cached_score(path, f"float:{group}",
                                             partial(_score_floated, emulator, qdq_model, fp32_model, convs))
         if both:
-            report.alone_int8[group] = _cached(path, f"int8:{group}",
+            report.alone_int8[group] = cached_score(path, f"int8:{group}",
                                                partial(_score_floated, emulator, qdq_model, fp32_model, others))
         if log is not None:
             score = report.alone_float[group].summary()
