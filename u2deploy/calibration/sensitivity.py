@@ -224,7 +224,7 @@ class SensitivityReport:
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per group, ranked, with the drops against float (alone INT8) and the gains (alone float)."""
-        total = sum(self.macs.values()) or 1
+        total = sum(m for g, m in self.macs.items() if ":" not in g) or 1  # refined convs are inside their block
         rows = []
         for rank, group in enumerate(self.ranking(), start=1):
             gain, alone = self.alone_float[group].summary(), self.alone_int8.get(group)
