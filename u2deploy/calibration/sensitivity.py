@@ -279,7 +279,7 @@ def cached_score(path: Path | None, key: str, compute: Callable[[], Score]) -> S
     return score
 
 
-def _cache_file(fp32_model: Any, qdq_model: Any, emulator: Emulator, cache: bool) -> Path | None:
+def cache_file(fp32_model: Any, qdq_model: Any, emulator: Emulator, cache: bool) -> Path | None:
     if not cache:
         return None
     from .cache import default_cache_root
@@ -305,7 +305,7 @@ def measure_sensitivity(fp32_model: Any, qdq_model: Any, *, emulator: Emulator |
             scores worst on (cost grows with photos x variants; the worst photos decide the ranking).
     """
     emulator = emulator or Emulator(fp32_model)
-    path = full_path = _cache_file(fp32_model, qdq_model, emulator, cache)
+    path = full_path = cache_file(fp32_model, qdq_model, emulator, cache)
     int8 = quantized_nodes(qdq_model)
     blocks = conv_groups(int8, "block")
     macs = conv_macs(fp32_model)

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sens.add_argument("-o", "--out", default="sensitivity", help="folder for sensitivity.{md,csv,json,png}")
     sens.add_argument("--refine", type=int, default=1, help="worst blocks also measured conv by conv (default 1)")
     sens.add_argument("--float-only", action="store_true", help="skip the alone-INT8 pass (half the time)")
+    sens.add_argument("--rank-photos", type=int, default=3, metavar="N",
+                      help="measure each variant on the N photos full INT8 scores worst on (default 3; 0: all)")
     mixed = sub.add_parser("mixed", help="keep the fewest MACs float (fp16) that meet a quality target")
     _common(mixed)
     mixed.add_argument("-o", "--out", required=True, help="the mixed Q/DQ ONNX to write (+ .json manifest)")
@@ -40,8 +42,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fp32", default=None, help="an fp32 ONNX made earlier (with --qdq)")
     parser.add_argument("--qdq", default=None, help="its Q/DQ ONNX made earlier (with --fp32)")
     parser.add_argument("--no-extra-photos", action="store_true", help="judge on the five parity photos only")
-    parser.add_argument("--rank-photos", type=int, default=3, metavar="N",
-                        help="measure each variant on the N photos full INT8 scores worst on (default 3; 0: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -53,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
     log = None if args.quiet else _say
     emulator = Emulator(fp32, held_out_photos(extra=not args.no_extra_photos))
     _say(f"judging on {len(emulator.names)} held-out photos: {', '.join(emulator.names)}", args.quiet)
-    refine = args.refine if args.action == "sensitivity" else 1
-    both = args.action == "sensitivity" and not args.float_only
-    report = measure_sensitivity(fp32, qdq, emulator=emulator, refine=refine, both=both, log=log,
+    if args.action == "mixed":
+        from ..calibration.autokeep import block_report
+
+        return _write_mixed(args, block_report(fp32, qdq, emulator), fp32, qdq, emulator, Path(qdq_path))
+    report = measure_sensitivity(fp32, qdq, emulator=emulator, refine=args.refine, both=not args.float_only, log=log,
                                  rank_photos=args.rank_photos or None)
-    if args.action == "sensitivity":
-        return _write_sensitivity(report, Path(args.out))
-    return _write_mixed(args, report, fp32, qdq, emulator, Path(qdq_path))
+    return _write_sensitivity(report, Path(args.out))
 
 
 def _say(line: str, quiet: bool = False) -> None:
