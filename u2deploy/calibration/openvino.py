@@ -103,7 +103,8 @@ def quantize_openvino(fp32_onnx: Path, out: Path, spec: ModelSpec, options: Any)
                                      ("nncf", "openvino", "onnx", "numpy"))
     auto = _auto_choice(onnx_model, spec, options) if calibration.keep_float == "auto" else None
     extra = tuple(auto.nodes) if auto is not None else ()
-    parts["keep_float_nodes"] = list(extra)
+    if auto is not None:  # the choice is part of what the IR depends on (other keys stay as they were)
+        parts["keep_float_nodes"] = list(extra)
     model, cached = cached_or_calibrated(
         parts, calibration.cache, lambda path: ov.Core().read_model(str(path)),
         lambda: quantize_ir(onnx_model, Path(fp32_onnx), source, calibration, options.progress, extra), _save_ir,
