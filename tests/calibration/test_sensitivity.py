@@ -191,3 +191,20 @@ def test_export_keep_float_auto_records_its_choice_and_ships_int8_plus_fp16(tiny
     inits = {t.name: t.data_type for t in model.graph.initializer}
     floated = [n for n in model.graph.node if n.name in set(auto["nodes"]) and n.op_type == "Conv"]
     assert floated and all(inits[n.input[1]] == TensorProto.FLOAT16 for n in floated)
+
+
+@pytest.mark.openvino
+def test_openvino_keep_float_auto_ignores_the_same_nodes(tiny_export, calib_dir):
+    from u2deploy.compare import Tolerance
+    from u2deploy.export import CalibrationOptions
+
+    loose = Tolerance(mean_iou=0.5, map_mae=0.2)
+    fast = {"bias_correction": "fast"}  # OpenVINO's full bias correction takes minutes even on the tiny model
+    auto = tiny_export("openvino", precision="int8", tolerance=loose,
+                       calibration=CalibrationOptions(str(calib_dir), COUNT, keep_float="auto", **fast))
+    full = tiny_export("openvino", precision="int8", tolerance=loose,
+                       calibration=CalibrationOptions(str(calib_dir), COUNT, **fast))
+    record = auto.manifest["calibration"]
+    nodes = record["keep_float_auto"]["nodes"]
+    assert nodes and set(nodes) <= set(record["keep_float"])  # the export checked none of them reads int8 data
+    assert record["graph"]["fake_quantize"] < full.manifest["calibration"]["graph"]["fake_quantize"]
