@@ -1,6 +1,7 @@
 """INT8 against FP32 on this CPU: latency of ONNX Runtime and OpenVINO, and the INT8 quality gate.
 
     python benchmarks/int8.py [--runs 20] [--calib DIR --calib-count N] [--method mse]
+    python benchmarks/int8.py --held-out DIR [--runs 20]    # full INT8 vs --keep-float auto, 8 photos
 
 One process, pretrained U2-Net at 320x320, batch 1. The four artifacts are made by `u2deploy.export`
 itself, so each INT8 one has passed (or failed, which is recorded) the same gate as `u2deploy
@@ -10,6 +11,13 @@ interleaved, one call each per round, so load on a shared machine hits them alik
 defaults to the bundled stand-in photos (`calibration.source.sample_calibration_names()`);
 calibrated models are cached, so a second run skips the minute of calibration per format.
 Writes benchmarks/results/int8.json and int8.md.
+
+`--held-out DIR` judges artifacts made earlier in DIR (names in `HELD_OUT_ARTIFACTS`: the full-INT8
+and the `--keep-float auto` Q/DQ ONNX and OpenVINO IR) on the widened held-out set
+(`calibration.sensitivity.held_out_photos`: the five parity photos plus scikit-learn's china and
+flower and matplotlib's grace_hopper, none of them calibration images), per photo, against PyTorch
+FP32; Q/DQ graphs in exact INT8 emulation (ONNX Runtime, optimisation off), IRs on OpenVINO CPU; then
+times the two OpenVINO INT8 IRs interleaved. Writes int8_held_out.{json,md}.
 """
 
 from __future__ import annotations
@@ -159,6 +167,100 @@ def _markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+#: label -> (file in the --held-out folder, how it is run)
+HELD_OUT_ARTIFACTS = {
+    "Q/DQ ONNX, full INT8 (exact INT8 emulation)": ("u2net_320_int8.onnx", "emulated"),
+    "Q/DQ ONNX, --keep-float auto, float part fp16 (exact INT8 emulation)": ("u2net_320_mixed.onnx", "emulated"),
+    "OpenVINO INT8 IR, full INT8": ("u2net_320_int8.xml", "openvino"),
+    "OpenVINO INT8 IR, --keep-float auto": ("u2net_320_int8_auto.xml", "openvino"),
+}
+
+
+def _held_out_maps(path: Path, kind: str, batch: np.ndarray) -> np.ndarray:
+    """One map per photo: Q/DQ computed literally (ORT, optimisation off), or OpenVINO CPU in f32 for float parts."""
+    from u2deploy.runtimes.runtime import Runtime
+
+    options = ({"graph_optimization": "disable", "device": "cpu"} if kind == "emulated"
+               else {"inference_precision": "f32", "execution_mode": "accuracy"})  # fmt: skip
+    with Runtime(path, **options) as runtime:
+        return np.concatenate([runtime.infer(batch[i:i + 1]) for i in range(len(batch))])
+
+
+def _held_out(folder: Path, runs: int) -> dict[str, Any]:
+    """Per-photo quality of each artifact in `folder` vs PyTorch FP32, and OpenVINO INT8 auto vs full speed."""
+    from u2deploy.calibration.sensitivity import boundary_f, held_out_photos
+    from u2deploy.compare import mask_iou
+    from u2deploy.export.verify import torch_reference
+    from u2deploy.model import load_checkpoint
+    from u2deploy.processing import min_max, preprocess_batch
+
+    loaded = load_checkpoint("u2net")
+    spec = loaded.spec.replace(input_size=(320, 320))
+    photos = held_out_photos()
+    batch, _ = preprocess_batch(list(photos.values()), spec, mode="reference")
+    reference = torch_reference(loaded.model, batch, "fused")["mask"]
+
+    quality = {}
+    for label, (name, kind) in HELD_OUT_ARTIFACTS.items():
+        if not (folder / name).is_file():
+            quality[label] = {"missing": name}
+            continue
+        maps = _held_out_maps(folder / name, kind, batch)
+        pairs = [(min_max(r[0]), min_max(m[0])) for r, m in zip(reference, maps, strict=True)]
+        iou = {n: round(mask_iou(r, m), 4) for n, (r, m) in zip(photos, pairs, strict=True)}
+        quality[label] = {"mean_iou": round(float(np.mean(list(iou.values()))), 4), "worst_iou": min(iou.values()),
+                          "worst_image": min(iou, key=iou.get), "iou": iou,
+                          "boundary_f": {n: round(boundary_f(r, m), 4) for n, (r, m) in zip(photos, pairs, strict=True)},
+                          "map_mae": {n: round(float(np.mean(np.abs(r - m))), 5)
+                                      for n, (r, m) in zip(photos, pairs, strict=True)}}  # fmt: skip
+    return {"photos": list(photos), "quality": quality, "latency": _ov_latency(folder, runs)}
+
+
+def _ov_latency(folder: Path, runs: int, warmup: int = 3) -> dict[str, Any]:
+    """OpenVINO INT8 IR with --keep-float auto against the full-INT8 IR, interleaved rounds (median ms)."""
+    from u2deploy.runtimes.runtime import Runtime
+
+    names = {"full INT8": "u2net_320_int8.xml", "keep-float auto": "u2net_320_int8_auto.xml"}
+    if not all((folder / n).is_file() for n in names.values()):
+        return {}
+    batch = np.random.default_rng(0).normal(size=(1, 3, 320, 320)).astype(np.float32)
+    runtimes = {label: Runtime(folder / name, hint="latency") for label, name in names.items()}
+    times: dict[str, list[float]] = {label: [] for label in runtimes}
+    for index in range(warmup + runs):
+        for label, runtime in runtimes.items():
+            start = time.perf_counter()
+            runtime.infer(batch)
+            if index >= warmup:
+                times[label].append((time.perf_counter() - start) * 1000)
+    for runtime in runtimes.values():
+        runtime.close()
+    medians = {label: round(statistics.median(t), 1) for label, t in times.items()}
+    return {"median_ms": medians, "runs": runs,
+            "auto_vs_full_speed": round(medians["full INT8"] / medians["keep-float auto"], 3)}
+
+
+def _held_out_markdown(result: dict[str, Any]) -> str:
+    lines = [f"# INT8 on {len(result['photos'])} held-out photos: full INT8 vs --keep-float auto", "",
+             f"Recorded {result['time']} by `python benchmarks/int8.py --held-out DIR`; load average before/after "
+             f"{result['load_before']} / {result['load_after']} (a 2-core machine shared with other jobs: timings "
+             "are ratios within one interleaved run). Against PyTorch FP32, IoU at 0.5 after min-max. Goal: mean "
+             ">= 0.985, worst >= 0.95.", "",
+             "| artifact | mean IoU | worst | " + " | ".join(result["photos"]) + " |",
+             "|---|---|---|" + "---|" * len(result["photos"])]
+    for label, row in result["quality"].items():
+        if "iou" not in row:
+            lines.append(f"| {label} | not made ({row['missing']}) | | " + " | " * len(result["photos"]))
+            continue
+        cells = " | ".join(f"{row['iou'][p]:.3f}" for p in result["photos"])
+        lines.append(f"| {label} | {row['mean_iou']:.4f} | {row['worst_iou']:.3f} ({row['worst_image']}) | {cells} |")
+    latency = result["latency"]
+    if latency:
+        lines += ["", f"OpenVINO CPU, median of {latency['runs']} interleaved rounds: full INT8 "
+                      f"{latency['median_ms']['full INT8']} ms, keep-float auto {latency['median_ms']['keep-float auto']} "
+                      f"ms (auto runs at {latency['auto_vs_full_speed']:.2f}x the full-INT8 speed; goal >= 0.85x)."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="timed rounds (each times every variant once)")
@@ -166,7 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib-count", type=int, default=None, help="default: every image of --calib")
     parser.add_argument("--method", default=None, help="--calib-method for both INT8 artifacts (default: u2deploy's)")
     parser.add_argument("--out", default=str(RESULTS), help="folder for int8.json and int8.md")
+    parser.add_argument("--held-out", default=None, metavar="DIR",
+                        help="judge the artifacts of DIR (HELD_OUT_ARTIFACTS) on the widened held-out set instead")
     args = parser.parse_args(argv)
+    if args.held_out:
+        return _main_held_out(Path(args.held_out), args.runs, Path(args.out))
 
     from u2deploy.calibration.source import select_images, write_sample_images
     from u2deploy.export import CalibrationOptions
@@ -209,6 +315,20 @@ def main(argv: list[str] | None = None) -> int:
     (out / "int8.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "int8.md").write_text(_markdown(result))
     print(_markdown(result))
+    return 0
+
+
+def _main_held_out(folder: Path, runs: int, out: Path) -> int:
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    result = {"time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_info(),
+              "load_before": load_before, **_held_out(folder, runs),
+              "load_after": [round(x, 2) for x in os.getloadavg()]}
+    manifests = {name: folder / f"{name}.json" for name, _ in HELD_OUT_ARTIFACTS.values()}
+    result["manifests"] = {name: json.loads(path.read_text()) for name, path in manifests.items() if path.is_file()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "int8_held_out.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "int8_held_out.md").write_text(_held_out_markdown(result))
+    print(_held_out_markdown(result))
     return 0
 
 

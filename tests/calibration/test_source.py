@@ -55,8 +55,9 @@ def test_a_glob_selects_images(tmp_path):
     (lambda p: p / "missing", COUNT, "no such folder; pass a folder of images or a glob"),
     (lambda p: (p / "empty").mkdir() or p / "empty", COUNT, "the folder holds no images"),
     (lambda p: f"{p}/*.jpeg", COUNT, "the pattern matches nothing"),
-    (lambda p: write_images(p / "few", count=9), 12, "9 images found but --calib-count is 12; add images or pass "
-                                                     "--calib-count 9"),
+    (lambda p: write_images(p / "few", count=6), 12, "6 images found; INT8 calibration needs at least 8: add 2 or "
+                                                     "more"),
+    (lambda p: write_images(p / "six", count=6), 8, "6 images found; INT8 calibration needs at least 8: add 2"),
     (lambda p: write_images(p / "fine"), 4, "--calib-count 4: INT8 calibration needs at least 8 images"),
     (lambda p: write_images(p / "file") / "img_00.png", COUNT, "is a file; pass a folder of images"),
 ])  # fmt: skip
@@ -64,6 +65,19 @@ def test_bad_calibration_inputs_are_one_clear_error(tmp_path, make, count, messa
     with pytest.raises(InputError, match="^" + r"(--calib|--calib-count)") as info:
         select_images(make(tmp_path), count)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_fewer_images_than_the_count_are_all_used_and_said_in_one_line(tmp_path):
+    folder = write_images(tmp_path / "nine", count=9)
+    notes: list[str] = []
+    images = select_images(folder, 64, notify=notes.append)
+    assert len(images.files) == images.found == 9
+    assert notes == [f"--calib {folder}: 9 images found, fewer than --calib-count 64; calibrating on all 9 "
+                     "(64+ photos like the deployment's are better)"]
+    assert len(notes[0]) <= 160 + len(str(folder))
+    select_images(folder, 9, notify=notes.append)
+    select_images(folder, 8, notify=notes.append)
+    assert len(notes) == 1  # enough images: nothing to say
 
 
 def test_an_unreadable_image_is_named(tmp_path):
@@ -90,15 +104,24 @@ def test_a_held_out_parity_photo_is_refused_by_content(tmp_path):
     (["--int8"], "--int8 needs calibration images: add --calib DIR|GLOB"),
     (["--int8", "--calib", "{empty}"], "the folder holds no images"),
     (["--int8", "--calib", "{images}", "--calib-count", "3"], "--calib-count 3: INT8 calibration needs at least 8"),
+    (["--int8", "--calib", "{few}"], "5 images found; INT8 calibration needs at least 8: add 3 or more"),
 ])  # fmt: skip
 def test_cli_refuses_bad_calibration_before_loading_the_model(capsys, tmp_path, args, message):
     (tmp_path / "empty").mkdir()
-    images = write_images(tmp_path / "images")
-    args = [a.format(empty=tmp_path / "empty", images=images) for a in args]
+    images, few = write_images(tmp_path / "images"), write_images(tmp_path / "few", count=5)
+    args = [a.format(empty=tmp_path / "empty", images=images, few=few) for a in args]
     code = main(["export", str(tmp_path / "no_such_model.pth"), "--fmt", "onnx", *args])
     err = capsys.readouterr().err
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_cli_says_in_one_line_that_it_uses_every_image_of_a_short_folder(capsys, tmp_path):
+    images = write_images(tmp_path / "images", count=9)
+    code = main(["export", str(tmp_path / "no_such_model.pth"), "--fmt", "onnx", "--int8", "--calib", str(images)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "9 images found, fewer than --calib-count 64; calibrating on all 9" in err[0], err
+    assert "no_such_model.pth" in err[-1]  # then the next problem, the model, as usual
 
 
 def test_options_refuse_an_unknown_method_or_float_scope():

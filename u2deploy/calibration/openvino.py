@@ -29,7 +29,8 @@ QUANTIZER = {"name": "nncf-openvino-ptq", "version": 1}
 
 
 def quantize_ir(onnx_model: Any, onnx_path: Path, source: CalibrationSource,
-                calibration: CalibrationOptions | None = None, progress: bool = True) -> Any:
+                calibration: CalibrationOptions | None = None, progress: bool = True,
+                extra_float: tuple[str, ...] = ()) -> Any:
     """The INT8 `ov.Model` of an fp32 U2-Net ONNX file, calibrated on `source`.
 
     Args:
@@ -38,6 +39,7 @@ def quantize_ir(onnx_model: Any, onnx_path: Path, source: CalibrationSource,
         source: calibration batches shaped like the model's input.
         calibration: method, what stays float, bias correction (the images are `source`'s).
         progress: progress bars on stderr.
+        extra_float: more ONNX node names to keep float (the `--keep-float auto` choice).
     """
     ov = require("openvino", "OpenVINO INT8 export")
     from ._nncf import nncf_quantize
@@ -51,7 +53,8 @@ def quantize_ir(onnx_model: Any, onnx_path: Path, source: CalibrationSource,
     # the u8 x s8 saturation of AVX2 CPUs without VNNI, but cost quality (mean IoU 0.88 against 0.92
     # with fast bias correction, measured on a VNNI CPU, docs/int8.md).
     return nncf_quantize(model, source, lambda batch: batch, method=settings.method, subset_size=len(source),
-                         ignored_names=ov_names(float_nodes(onnx_model, settings.keep_float)), signed=False,
+                         ignored_names=ov_names(float_nodes(onnx_model, settings.keep_float) + list(extra_float)),
+                         signed=False,
                          progress=progress, bias_correction=bias_correction_for("openvino", settings))  # fmt: skip
 
 
@@ -98,18 +101,37 @@ def quantize_openvino(fp32_onnx: Path, out: Path, spec: ModelSpec, options: Any)
     onnx_model = onnx.load(str(fp32_onnx))
     source, parts = calibration_plan(QUANTIZER, "openvino", onnx_model, spec, options,
                                      ("nncf", "openvino", "onnx", "numpy"))
+    auto = _auto_choice(onnx_model, spec, options) if calibration.keep_float == "auto" else None
+    extra = tuple(auto.nodes) if auto is not None else ()
+    if auto is not None:  # the choice is part of what the IR depends on (other keys stay as they were)
+        parts["keep_float_nodes"] = list(extra)
     model, cached = cached_or_calibrated(
         parts, calibration.cache, lambda path: ov.Core().read_model(str(path)),
-        lambda: quantize_ir(onnx_model, Path(fp32_onnx), source, calibration, options.progress), _save_ir,
+        lambda: quantize_ir(onnx_model, Path(fp32_onnx), source, calibration, options.progress, extra), _save_ir,
         options.progress)
     count = fake_quantize_count(model)
     if count == 0:
         raise ExportError("NNCF left the IR without a single FakeQuantize; nothing would run in INT8")
-    kept = kept_float_names(onnx_model, calibration.keep_float)
+    kept = kept_float_names(onnx_model, calibration.keep_float) + list(extra)
     check_kept_float(model, kept)
     _metadata(model, onnx_model)
     out = Path(out)
     ov.save_model(model, str(out), compress_to_fp16=False)
     record = calibration_record(parts, source, kept, cached, {"fake_quantize": count},
                                 "openvino CPU (INT8 kernels; f32 for the float parts)")
+    if auto is not None:
+        record["keep_float_auto"] = {**auto.to_dict(), "chosen_on": "the TensorRT-form Q/DQ graph (same images)",
+                                     "float_precision": "fp32 in the IR (OpenVINO's inference precision decides)"}
     return ArtifactFiles([out, out.with_suffix(".bin")], {"calibration": record})
+
+
+def _auto_choice(onnx_model: Any, spec: ModelSpec, options: Any) -> Any:
+    """The `--keep-float auto` choice, made on the Q/DQ graph of the same images (one ranking for both)."""
+    import dataclasses
+
+    from .autokeep import auto_choice
+    from .qdq import calibrated_qdq
+
+    calibration = dataclasses.replace(options.calibration, bias_correction=None)
+    qdq, _, _, _ = calibrated_qdq(onnx_model, spec, dataclasses.replace(options, fmt="onnx", calibration=calibration))
+    return auto_choice(onnx_model, qdq, spec, progress=options.progress)

@@ -36,7 +36,7 @@ from .cache import cached_or_calibrated, calibration_plan, calibration_record
 from .source import CalibrationSource
 
 __all__ = ["QUANTIZER", "HeadNodes", "head_nodes", "float_nodes", "kept_float_names", "quantize_qdq", "check_tensorrt_form",
-           "check_kept_float", "quantize_onnx"]
+           "check_kept_float", "quantize_onnx", "calibrated_qdq", "mixed_qdq"]
 
 #: name and version of this quantizer, part of every cache key: bump it when the output changes.
 QUANTIZER = {"name": "nncf-onnx-qdq-s8", "version": 1}
@@ -94,6 +94,8 @@ def float_nodes(model: Any, keep: str = "fuse") -> list[str]:
     """
     if keep not in KEEP_FLOAT:
         raise ExportError(f"keep_float '{keep}': use {', '.join(KEEP_FLOAT)}")
+    if keep == "auto":  # the head as `fuse`; the rest is chosen after calibration (`autokeep.py`)
+        keep = "fuse"
     if keep == "none":
         return []
     head = head_nodes(model)
@@ -211,15 +213,43 @@ def quantize_onnx(fp32_onnx: Path, out: Path, spec: ModelSpec, options: Any) -> 
 
     calibration = options.calibration
     model = onnx.load(str(fp32_onnx))
-    source, parts = calibration_plan(QUANTIZER, "onnx", model, spec, options, ("nncf", "onnx", "onnxruntime", "numpy"))
-    quantized, cached = cached_or_calibrated(
-        parts, calibration.cache, lambda path: onnx.load(str(path)),
-        lambda: quantize_qdq(model, source, calibration, options.progress), _save_onnx, options.progress)
+    quantized, source, parts, cached = calibrated_qdq(model, spec, options)
+    kept, auto = kept_float_names(model, calibration.keep_float), None
+    if calibration.keep_float == "auto":
+        quantized, auto = mixed_qdq(model, quantized, spec, options.progress)
+        kept += auto.nodes
     form = check_tensorrt_form(quantized)
-    kept = kept_float_names(model, calibration.keep_float)
     check_kept_float(quantized, kept)
     onnx.save(quantized, str(out))
     record = calibration_record(
         parts, source, kept, cached, form,
         "onnxruntime, graph optimisation disabled (Q/DQ computed literally, as TensorRT)")
+    if auto is not None:
+        record["keep_float_auto"] = {**auto.to_dict(), "float_precision": "fp16"}
     return ArtifactFiles([Path(out)], {"calibration": record})
+
+
+def calibrated_qdq(model: Any, spec: ModelSpec, options: Any) -> tuple[Any, CalibrationSource, dict[str, Any], bool]:
+    """(Q/DQ model, images, cache parts, from the cache?); `auto` shares the `fuse` calibration."""
+    import dataclasses
+
+    onnx = require("onnx", "INT8 ONNX export")
+    calibration = options.calibration
+    if calibration.keep_float == "auto":
+        calibration = dataclasses.replace(calibration, keep_float="fuse")
+        options = dataclasses.replace(options, calibration=calibration)
+    source, parts = calibration_plan(QUANTIZER, "onnx", model, spec, options, ("nncf", "onnx", "onnxruntime", "numpy"))
+    quantized, cached = cached_or_calibrated(
+        parts, calibration.cache, lambda path: onnx.load(str(path)),
+        lambda: quantize_qdq(model, source, calibration, options.progress), _save_onnx, options.progress)
+    return quantized, source, parts, cached
+
+
+def mixed_qdq(model: Any, quantized: Any, spec: ModelSpec, progress: bool = True) -> tuple[Any, Any]:
+    """(the INT8 + FP16 graph, the `AutoChoice`) for `--keep-float auto`: what to keep float is chosen by
+    sensitivity in exact-INT8 emulation, then stored in fp16 (`mixed.to_mixed_fp16`)."""
+    from .autokeep import auto_choice
+    from .mixed import float_convs, to_mixed_fp16
+
+    choice = auto_choice(model, quantized, spec, progress=progress)
+    return to_mixed_fp16(float_convs(quantized, model, choice.nodes), choice.nodes), choice

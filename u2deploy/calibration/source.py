@@ -16,7 +16,7 @@ import glob
 import hashlib
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..processing import IMAGE_EXTENSIONS, load_image, preprocess
 from ..spec import ModelSpec
 
-__all__ = ["MIN_IMAGES", "CalibrationImages", "CalibrationSource", "select_images", "pixel_sha256",
+__all__ = ["MIN_IMAGES", "CalibrationImages", "CalibrationSource", "select_images", "shortfall_note", "pixel_sha256",
            "sample_calibration_names", "write_sample_images"]
 
 #: Fewer images than this cannot give activation ranges worth shipping (64+ representative ones are better).
@@ -103,17 +103,26 @@ def _list_images(origin: str) -> list[Path]:
 
 
 def _choose(files: list[Path], origin: str, count: int, seed: int) -> list[Path]:
-    """`count` files drawn with `seed`, in listing order; too few is an error, never a silent change."""
+    """`count` files drawn with `seed`, in listing order; fewer (but at least `MIN_IMAGES`) means all of them."""
     if count < MIN_IMAGES:
         raise InputError(f"--calib-count {count}: INT8 calibration needs at least {MIN_IMAGES} images "
                          "(64 or more representative ones are better)")
-    if len(files) < count:
-        raise InputError(f"--calib {origin}: {len(files)} images found but --calib-count is {count}; add images or "
-                         f"pass --calib-count {max(len(files), MIN_IMAGES)} (at least {MIN_IMAGES})")
-    if len(files) == count:
+    if len(files) < MIN_IMAGES:
+        # suggest what can work: more images, never a count the folder cannot meet
+        raise InputError(f"--calib {origin}: {len(files)} images found; INT8 calibration needs at least {MIN_IMAGES}: "
+                         f"add {MIN_IMAGES - len(files)} or more (64+ photos like the deployment's are better)")
+    if len(files) <= count:
         return files
     picked = np.random.default_rng(seed).choice(len(files), size=count, replace=False)
     return [files[i] for i in sorted(picked)]
+
+
+def shortfall_note(images: CalibrationImages, count: int) -> str | None:
+    """The one line saying that fewer images than `--calib-count` are used, or None when there are enough."""
+    if len(images.files) >= count:
+        return None
+    return (f"--calib {images.origin}: {len(images.files)} images found, fewer than --calib-count {count}; "
+            f"calibrating on all {len(images.files)} (64+ photos like the deployment's are better)")
 
 
 def _check_image(path: Path, held_out: Mapping[str, str]) -> None:
@@ -128,13 +137,15 @@ def _check_image(path: Path, held_out: Mapping[str, str]) -> None:
                          "on those photos, so they must not be calibrated on; remove it from --calib")
 
 
-def select_images(origin: str | Path, count: int, seed: int = 0) -> CalibrationImages:
+def select_images(origin: str | Path, count: int, seed: int = 0, notify: Callable[[str], None] | None = None
+                  ) -> CalibrationImages:
     """List, choose and check the calibration images (before any model is loaded).
 
     Args:
         origin: a folder (searched recursively) or a glob such as `photos/**/*.jpg`.
-        count: how many images to use; the folder must hold at least that many.
+        count: how many images to use; a folder with fewer (but at least `MIN_IMAGES`) is used whole.
         seed: picks which ones when it holds more.
+        notify: receives the one-line note when fewer than `count` images are used.
     """
     origin = str(origin)
     files = _list_images(origin)
@@ -143,7 +154,11 @@ def select_images(origin: str | Path, count: int, seed: int = 0) -> CalibrationI
     held_out = _parity_hashes() if available("skimage") else {}
     for path in chosen:
         _check_image(path, held_out)
-    return CalibrationImages(origin, tuple(chosen), tuple(sha256_file(p) for p in chosen), len(files), seed)
+    images = CalibrationImages(origin, tuple(chosen), tuple(sha256_file(p) for p in chosen), len(files), seed)
+    note = shortfall_note(images, count)
+    if note is not None and notify is not None:
+        notify(note)
+    return images
 
 
 class CalibrationSource:

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("u2deploy.cli.doctor", "what this machine can run, and how to fix what is missing"),
     "serve": ("u2deploy.cli.serve", "HTTP service and web page: batched across requests, rembg-compatible"),
     "cache": ("u2deploy.cli.cache", "size of the cache by kind; --clear KIND --yes deletes"),
+    "quant": ("u2deploy.cli.quant", "INT8 sensitivity per layer, and mixed INT8+FP16 to a quality target"),
 }
 
 

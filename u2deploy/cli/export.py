@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calib.add_argument("--calib-seed", type=int, default=None, metavar="S", help="seed for picking them (default 0)")
     calib.add_argument("--calib-method", default=None, choices=("minmax", "entropy", "percentile", "mse"),
                        help="activation range estimator (default mse; docs/int8.md compares them)")
+    calib.add_argument("--keep-float", default=None, choices=("fuse", "heads", "none", "auto"),
+                       help="what stays out of INT8 (default fuse: the output head); auto: the fewest MACs that "
+                            "meet mean IoU >= 0.985, worst >= 0.95 (fp16 in the Q/DQ graph)")
     trt = parser.add_argument_group("TensorRT (with --fmt trt)")
     trt.add_argument("--workspace", type=float, default=None, metavar="GB", help="builder workspace limit")
     trt.add_argument("--opt-level", type=int, default=None, metavar="0-5", help="builder optimisation level")
@@ -96,7 +99,8 @@ def options_from_args(args: argparse.Namespace, command: str | None = None):
 
     dynamic, profile = parse_dynamic(args.dynamic)
     calibration = _group(CalibrationOptions, {"source": args.calib, "count": args.calib_count,
-                                              "seed": args.calib_seed, "method": args.calib_method})  # fmt: skip
+                                              "seed": args.calib_seed, "method": args.calib_method,
+                                              "keep_float": args.keep_float})  # fmt: skip
     tensorrt = _group(TensorRTOptions, {"workspace_gb": args.workspace, "opt_level": args.opt_level,
                                         "timing_cache": args.timing_cache, "dla_core": args.dla_core})  # fmt: skip
     triton = _triton_options(args)

@@ -51,15 +51,16 @@ def _float_tensors(model: Any) -> set[str]:
     return names | {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
 
 
-def _fp32_nodes(graph: Any, keep_ops: tuple[str, ...], bias_limit: float) -> set[int]:
-    """Indices of the nodes that stay fp32: `keep_ops`, Constants, and convs with a large bias."""
+def _fp32_nodes(graph: Any, keep_ops: tuple[str, ...], bias_limit: float,
+                keep_names: frozenset[str] = frozenset()) -> set[int]:
+    """Indices of the nodes that stay fp32: `keep_ops`, `keep_names`, Constants, and convs with a large bias."""
     from onnx import numpy_helper
 
     initializers = {t.name: t for t in graph.initializer}
     keep = set()
     for n, node in enumerate(graph.node):
         bias = initializers.get(node.input[2]) if node.op_type == "Conv" and len(node.input) > 2 else None
-        if (node.op_type in keep_ops or node.op_type == "Constant"
+        if (node.op_type in keep_ops or node.op_type == "Constant" or node.name in keep_names
                 or (bias is not None and bias_needs_fp32(numpy_helper.to_array(bias), bias_limit))):
             keep.add(n)
     return keep
@@ -179,13 +180,15 @@ def _copy(message: Any) -> Any:
     return clone
 
 
-def convert_to_fp16(model: Any, keep_fp32_ops: tuple[str, ...] = KEEP_FP32_OPS, bias_limit: float = BIAS_LIMIT) -> Any:
+def convert_to_fp16(model: Any, keep_fp32_ops: tuple[str, ...] = KEEP_FP32_OPS, bias_limit: float = BIAS_LIMIT,
+                    keep_fp32_names: frozenset[str] = frozenset()) -> Any:
     """Return an fp16 copy of an fp32 ONNX `model` with fp32 inputs and outputs.
 
     Args:
         model: an `onnx.ModelProto` with fp32 weights.
         keep_fp32_ops: op types that stay fp32 (the output Sigmoid by default).
         bias_limit: convs whose bias exceeds this magnitude stay fp32 (`inf` turns this off).
+        keep_fp32_names: nodes that stay fp32 by name (the INT8 part of a mixed Q/DQ graph).
     """
     import onnx
 
@@ -193,7 +196,7 @@ def convert_to_fp16(model: Any, keep_fp32_ops: tuple[str, ...] = KEEP_FP32_OPS, 
     converted.CopyFrom(model)
     graph = converted.graph
     floats = _float_tensors(converted)
-    keep = _fp32_nodes(graph, keep_fp32_ops, bias_limit)
+    keep = _fp32_nodes(graph, keep_fp32_ops, bias_limit, frozenset(keep_fp32_names))
     needs = _needed_types(graph, floats, keep)
     fp16_inits = _convert_initializers(graph, needs)
     types = _tensor_types(graph, floats, fp16_inits, keep)

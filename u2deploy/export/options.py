@@ -20,7 +20,7 @@ __all__ = ["Capability", "CAPABILITIES", "CalibrationOptions", "TensorRTOptions"
            "calibration_batch", "parse_dynamic", "default_output_path"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "mse")
-KEEP_FLOAT = ("fuse", "heads", "none")
+KEEP_FLOAT = ("fuse", "heads", "none", "auto")
 BIAS_CORRECTIONS = ("full", "fast")
 DYNAMIC_AXES = ("batch", "hw")
 OPSETS = range(17, 21)  # the TorchScript exporter stops at opset 20
@@ -71,7 +71,9 @@ class CalibrationOptions:
         seed: picks which ones when it holds more.
         method: activation range estimator, one of `CALIBRATION_METHODS` (docs/int8.md compares them).
         keep_float: what stays float besides the Sigmoids: `fuse` (the final fuse conv and its input),
-            `heads` (also the six side convs) or `none`.
+            `heads` (also the six side convs), `none`, or `auto` (`fuse` plus the fewest MACs that meet
+            mean IoU >= 0.985 and worst >= 0.95 vs FP32 on held-out photos, chosen by sensitivity;
+            fp16 in the Q/DQ graph, float in the OpenVINO IR; `calibration/autokeep.py`).
         bias_correction: `full` (each layer's output shift measured with the layers before it already
             quantized; 2-3x slower), `fast` (each layer on its own) or None: full for OpenVINO (its
             gate needs it), fast for the Q/DQ ONNX (NNCF 3.4's full correction fails on U2-Net's ONNX

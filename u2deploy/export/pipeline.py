@@ -94,7 +94,9 @@ def _prepare_int8(options: ExportOptions) -> None:
     quantizer_for(options.fmt)
     require("nncf", f"--int8 --fmt {options.fmt}")
     calibration = options.calibration
-    select_images(calibration.source, calibration.count, calibration.seed)
+    from ..calibration.cache import say
+
+    select_images(calibration.source, calibration.count, calibration.seed, notify=lambda line: say(True, line))
 
 
 def artifact_spec(spec: ModelSpec, options: ExportOptions) -> ModelSpec:
