@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
     parser.add_argument("--no-face", action="store_true",
                         help="portrait: draw the whole image instead of detecting the largest face")
+    parser.add_argument("-v", "--verbose", action="store_true", dest="show_runtime",
+                        help="print what runs, read back from the engine (backend, precision, settings)")
 
 
 def parse_background(value: str):
@@ -98,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     failures, used = 0, set()
     with runtime_from_args(args, task_options={"face": False} if args.no_face else None) as runtime:
         _check_output_fits_task(args.output, runtime.spec.task)
+        if getattr(args, "show_runtime", False):
+            print(runtime.summary(), file=sys.stderr)
         bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None)
         for start in range(0, len(paths), args.batch):
             chunk = paths[start:start + args.batch]

@@ -85,12 +85,17 @@ def _prepare_int8(options: ExportOptions) -> None:
 
 
 def artifact_spec(spec: ModelSpec, options: ExportOptions) -> ModelSpec:
-    """The checkpoint's spec as the artifact will carry it: size, output names and precision."""
+    """The checkpoint's spec as the artifact will carry it: size, output names, precision, and the
+    backend settings its gate runs with (`runtimes.settings`: what `Runtime` applies by default)."""
     from ..model import DeployHead
+    from ..runtimes.settings import RUNTIME_KEY, runtime_record
+    from .verify import verify_options
 
+    record = runtime_record(options.capability.verify_backend, verify_options(options))
     return spec.replace(input_size=options.input_size or spec.input_size,
                         output_names=DeployHead.output_names(options.outputs),
-                        extra={**spec.extra, "precision": options.precision, "format": options.fmt})  # fmt: skip
+                        extra={**spec.extra, "precision": options.precision, "format": options.fmt,
+                               RUNTIME_KEY: record})  # fmt: skip
 
 
 def _is_folder(out: str | os.PathLike) -> bool:
