@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     precision = parser.add_argument_group("precision")
     precision.add_argument("--fp16", action="store_true", help="fp16 weights and compute (fp32 input/output)")
     precision.add_argument("--int8", action="store_true", help="INT8, calibrated on --calib images")
+    precision.add_argument("--bf16", action="store_true",
+                           help="--fmt openvino: fp32 weights computed in bf16 on CPUs with AVX512_BF16/AMX")
     shape = parser.add_argument_group("shape and outputs")
     shape.add_argument("--size", default=None, help="input size, e.g. 320 or 320x288 (default: the model's)")
     shape.add_argument("--batch", type=int, default=None, help="static batch size (default 1)")
@@ -55,9 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _precision(args: argparse.Namespace) -> str:
     from ..errors import UnsupportedOptionError
 
-    if args.fp16 and args.int8:
-        raise UnsupportedOptionError("--fp16 and --int8 exclude each other; pick one")
-    return "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    chosen = [name for name in ("fp16", "int8", "bf16") if getattr(args, name, False)]
+    if len(chosen) > 1:
+        raise UnsupportedOptionError(f"--{' and --'.join(chosen)} exclude each other; pick one")
+    return chosen[0] if chosen else "fp32"
 
 
 def _group(cls: type, values: dict) -> object | None:

@@ -67,11 +67,23 @@ def _prepare(options: ExportOptions) -> Any:
         _prepare_int8(options)
     for module in options.capability.requires:
         require(module, f"--fmt {options.fmt}")
+    if options.precision == "bf16" and options.verify:
+        _prepare_bf16()
     if options.verify:
         feature = f"the parity check of --fmt {options.fmt} (or pass --no-verify)"
         require(LIBRARIES[options.capability.verify_backend], feature)
         require("skimage", feature + ": its photos come from scikit-image's bundled data")
     return exporter
+
+
+def _prepare_bf16() -> None:
+    """The bf16 gate runs the IR in bf16, which needs a CPU that has it: say so in one line, up front."""
+    from ..runtimes.ov import cpu_bf16_reason
+
+    reason = cpu_bf16_reason()
+    if reason:
+        raise UnsupportedOptionError(f"--bf16: {reason}, so the bf16 gate cannot run here; "
+                                     "export on a CPU with bf16, or add --no-verify")
 
 
 def _prepare_int8(options: ExportOptions) -> None:

@@ -13,13 +13,21 @@ from ..spec import METADATA_KEY
 from .base import BaseBackend, TensorInfo, spec_from_metadata
 from .settings import resolve_settings
 
-__all__ = ["OpenVinoBackend"]
+__all__ = ["OpenVinoBackend", "cpu_bf16_reason"]
 
 _HINTS = ("latency", "throughput", "cumulative_throughput")
 _EXECUTION_MODES = ("performance", "accuracy")
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 #: OpenVINO element type -> the precision names u2deploy reports
 _PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
+
+
+def cpu_bf16_reason() -> str | None:
+    """Why OpenVINO cannot compute bf16 on this CPU (it then silently runs f32), or None when it can."""
+    ov = require("openvino", "bf16 with OpenVINO")
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return None
+    return "this CPU has no bf16 instructions (AVX512_BF16 or AMX)"
 
 
 class OpenVinoBackend(BaseBackend):
