@@ -32,6 +32,7 @@ def fake_cudart(calls: list, fail: str | None = None) -> SimpleNamespace:
     names = {"cudaSetDevice": (), "cudaStreamCreate": (42,), "cudaMalloc": (0x1000,), "cudaMemcpyAsync": (),
              "cudaStreamSynchronize": (), "cudaStreamBeginCapture": (), "cudaStreamEndCapture": ("graph",),
              "cudaGraphInstantiate": ("exec",), "cudaGraphLaunch": (), "cudaGraphExecDestroy": (), "cudaFree": (),
+             "cudaGraphDestroy": (),
              "cudaStreamDestroy": ()}
     runtime = SimpleNamespace(**{name: call(name, *values) for name, values in names.items()})
     runtime.cudaError_t = Error
@@ -53,11 +54,44 @@ def test_calls_unpack_results_and_keep_order():
     memory.close()
     assert [name for name, _ in calls] == [
         "cudaSetDevice", "cudaStreamCreate", "cudaMalloc", "cudaMemcpyAsync", "cudaMemcpyAsync",
-        "cudaStreamBeginCapture", "enqueue", "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphLaunch",
-        "cudaGraphExecDestroy", "cudaFree", "cudaStreamDestroy"]  # fmt: skip
+        "cudaStreamBeginCapture", "enqueue", "cudaStreamEndCapture", "cudaGraphInstantiate", "cudaGraphDestroy",
+        "cudaGraphLaunch", "cudaGraphExecDestroy", "cudaFree", "cudaStreamDestroy"]  # fmt: skip
     assert calls[0][1] == (1,) and calls[3][1] == (0x1000, array.ctypes.data, 16, "H2D", 42)
 
 
 def test_a_cuda_error_is_one_backend_error():
     with pytest.raises(BackendError, match="CUDA call cudaMalloc failed: out of memory"):
         CudaPythonMemory(fake_cudart([], fail="cudaMalloc"), device=0).alloc(1 << 40)
+
+
+def test_an_error_inside_a_capture_is_the_one_reported():
+    """The enqueue's error surfaces; ending the now-invalid capture must not replace it with its own."""
+    calls: list = []
+    memory = CudaPythonMemory(fake_cudart(calls, fail="cudaStreamEndCapture"), device=0)
+
+    def enqueue() -> None:
+        raise BackendError("execute_async_v3 failed: the original error")
+
+    with pytest.raises(BackendError, match="the original error"):
+        memory.capture(enqueue)
+    assert [name for name, _ in calls][-2:] == ["cudaStreamBeginCapture", "cudaStreamEndCapture"]
+
+
+def test_close_destroys_captured_graphs():
+    calls: list = []
+    memory = CudaPythonMemory(fake_cudart(calls), device=0)
+    memory.capture(lambda: None)
+    memory.capture(lambda: None)
+    memory.close()
+    names = [name for name, _ in calls]
+    assert names.count("cudaGraphDestroy") == 2 and names.count("cudaGraphExecDestroy") == 2
+
+
+def test_torch_graphs_are_reset_on_close():
+    from u2deploy.runtimes._cuda import TorchMemory
+
+    reset: list = []
+    memory = TorchMemory.__new__(TorchMemory)  # no CUDA here: only close() is under test
+    memory._graphs, memory._blocks = [SimpleNamespace(reset=lambda: reset.append(1))] * 2, {}
+    memory.close()
+    assert reset == [1, 1] and memory._graphs == []

@@ -52,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trt.add_argument("--opt-level", type=int, default=None, metavar="0-5", help="builder optimisation level")
     trt.add_argument("--timing-cache", default=None, metavar="PATH", help="timing cache file (read and updated)")
     trt.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson)")
+    trt.add_argument("--accept-unseen-precision", action="store_const", const=True, default=None,
+                     help="keep an fp16/int8 engine whose layer precisions TensorRT hides (recorded in the manifest)")
 
 
 def _precision(args: argparse.Namespace) -> str:
@@ -79,7 +81,8 @@ def options_from_args(args: argparse.Namespace, command: str | None = None):
     calibration = _group(CalibrationOptions, {"source": args.calib, "count": args.calib_count,
                                               "seed": args.calib_seed, "method": args.calib_method})  # fmt: skip
     tensorrt = _group(TensorRTOptions, {"workspace_gb": args.workspace, "opt_level": args.opt_level,
-                                        "timing_cache": args.timing_cache, "dla_core": args.dla_core})  # fmt: skip
+                                        "timing_cache": args.timing_cache, "dla_core": args.dla_core,
+                                        "accept_unseen_precision": args.accept_unseen_precision})  # fmt: skip
     size = parse_size(args.size) if args.size else None
     return ExportOptions(fmt=args.fmt, precision=_precision(args), input_size=size, batch=args.batch, dynamic=dynamic,
                          profile=profile, outputs=args.outputs, opset=args.opset, verify=not args.no_verify,

@@ -100,6 +100,8 @@ class TensorRTOptions:
     opt_level: int | None = None
     timing_cache: str | None = None
     dla_core: int | None = None
+    #: keep an fp16/int8 engine whose layer precisions cannot be seen (refused otherwise; recorded)
+    accept_unseen_precision: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,8 @@ class ExportOptions:
         if self.precision == "int8":
             self._check_calibration(self.calibration)
         if self.tensorrt is not None and self.fmt != "trt":
-            raise UnsupportedOptionError(f"--workspace, --opt-level, --timing-cache and --dla-core apply to --fmt trt "
-                                         f"only, not --fmt {self.fmt}")
+            raise UnsupportedOptionError(f"--workspace, --opt-level, --timing-cache, --dla-core and "
+                                         f"--accept-unseen-precision apply to --fmt trt only, not --fmt {self.fmt}")
         if self.tensorrt is not None:
             self._check_tensorrt(self.tensorrt)
 

@@ -232,7 +232,8 @@ def onnx_to_tensorrt(onnx_path: str | Path, out: str | Path, *, precision: str =
                      profile: Profile | None = None, calibration: Iterable[np.ndarray] | None = None,
                      workspace_gb: float | None = None, opt_level: int | None = None,
                      timing_cache: str | Path | None = None, dla_core: int | None = None,
-                     write_manifest: bool = True, progress: bool = False) -> dict[str, Any]:
+                     write_manifest: bool = True, progress: bool = False,
+                     accept_unseen_precision: bool = False) -> dict[str, Any]:
     """Build `out`, a raw TensorRT plan, from a precision-encoded ONNX; return the manifest's `tensorrt` record.
 
     Args:
@@ -248,6 +249,8 @@ def onnx_to_tensorrt(onnx_path: str | Path, out: str | Path, *, precision: str =
         dla_core: build for this DLA core with GPU fallback (FP16/INT8, static shapes).
         write_manifest: also write `<out>.json` (the export pipeline writes a fuller one itself).
         progress: print what was decided on stderr.
+        accept_unseen_precision: keep an fp16/int8 engine whose layer precisions the inspector hides
+            (recorded in the manifest as the verdict) instead of refusing it.
     """
     trt = require("tensorrt", "building TensorRT engines")
     features = detect_features(trt)
@@ -266,7 +269,8 @@ def onnx_to_tensorrt(onnx_path: str | Path, out: str | Path, *, precision: str =
                    f"timing cache {setup['cache_state']}")  # fmt: skip
     plan = _build(builder, network, config, logger, onnx_path, features)
     atomic_write_bytes(setup["cache_path"], bytes(config.get_timing_cache().serialize()))
-    layers = check_engine_precision(_inspect(trt, logger, plan, profile, dla_core), precision, out.name, mode.hint)
+    layers = check_engine_precision(_inspect(trt, logger, plan, profile, dla_core), precision, out.name, mode.hint,
+                                    accept_unseen_precision)
     _say(progress, f"engine layers by precision {layers.get('by_precision', {})}: {layers['verdict']}")
     atomic_write_bytes(out, plan)
     record = _record(features, host, graph, mode, profile, knobs, setup, layers, onnx_path, plan)
@@ -340,7 +344,8 @@ def export_tensorrt(loaded: Any, path: Path, spec: ModelSpec, options: ExportOpt
         record = onnx_to_tensorrt(onnx_path, path, precision=options.precision, profile=profile_for(spec, options),
                                   workspace_gb=knobs.workspace_gb, opt_level=knobs.opt_level,
                                   timing_cache=knobs.timing_cache, dla_core=knobs.dla_core, write_manifest=False,
-                                  progress=options.progress)  # fmt: skip
+                                  progress=options.progress,
+                                  accept_unseen_precision=knobs.accept_unseen_precision)  # fmt: skip
     finally:
         for temp in temporary:
             temp.unlink(missing_ok=True)

@@ -114,11 +114,22 @@ class CudaPythonMemory:
         self._check(self._rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
         try:
             enqueue()
+        except BaseException:
+            self._abandon_capture()  # the enqueue's error is the one to report, not the capture's
+            raise
+        graph = self._check(self._rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture")
+        try:
+            executable = self._check(self._rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
         finally:
-            graph = self._check(self._rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture")
-        executable = self._check(self._rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+            self._rt.cudaGraphDestroy(graph)  # the executable graph is independent of the captured one
         self._execs.append(executable)
         return lambda: self._check(self._rt.cudaGraphLaunch(executable, self._stream), "cudaGraphLaunch")
+
+    def _abandon_capture(self) -> None:
+        """End a capture that failed part-way and free what it recorded, ignoring errors (the stream is invalidated)."""
+        error, *values = self._rt.cudaStreamEndCapture(self._stream)
+        if error == self._rt.cudaError_t.cudaSuccess and values and values[0] is not None:
+            self._rt.cudaGraphDestroy(values[0])
 
     def close(self) -> None:
         for executable in self._execs:
@@ -180,4 +191,6 @@ class TorchMemory:
         return replay
 
     def close(self) -> None:
+        for graph in self._graphs:
+            graph.reset()  # frees the graph and its private memory pool now, not at garbage collection
         self._blocks, self._graphs = {}, []
