@@ -95,3 +95,31 @@ def test_torch_graphs_are_reset_on_close():
     memory._graphs, memory._blocks = [SimpleNamespace(reset=lambda: reset.append(1))] * 2, {}
     memory.close()
     assert reset == [1, 1] and memory._graphs == []
+
+
+def _patch_cudart(monkeypatch, count_result):
+    from u2deploy.runtimes import _cuda
+
+    runtime = fake_cudart([])
+    runtime.cudaGetDeviceCount = lambda: count_result
+    monkeypatch.setattr(_cuda, "available", lambda name: name == "cuda.bindings")
+    monkeypatch.setattr(_cuda, "_cudart", lambda: runtime)
+    monkeypatch.setattr(_cuda, "_torch_has_cuda", lambda: False)
+    return _cuda
+
+
+def test_provider_is_chosen_by_a_cuda_call_that_succeeds(monkeypatch):
+    cuda = _patch_cudart(monkeypatch, (Error.cudaSuccess, 1))
+    assert cuda.provider_name() == "cuda-python" and cuda.cuda_python_problem() is None
+
+
+def test_importable_cuda_python_that_cannot_reach_the_driver_is_not_chosen(monkeypatch):
+    from u2deploy.errors import MissingDependencyError
+
+    cuda = _patch_cudart(monkeypatch, (Error.cudaErrorMemoryAllocation, 0))  # any error code stands for the driver's
+    assert cuda.provider_name() is None
+    assert cuda.cuda_python_problem() == "cuda-python cannot use the driver (cudaErrorMemoryAllocation)"
+    with pytest.raises(MissingDependencyError, match=r"\(cuda-python cannot use the driver"):
+        cuda.cuda_memory(0)
+    cuda = _patch_cudart(monkeypatch, (Error.cudaSuccess, 0))
+    assert cuda.provider_name() is None and cuda.cuda_python_problem() == "cuda-python sees no CUDA device"

@@ -20,7 +20,7 @@ import numpy as np
 from .._deps import available
 from ..errors import BackendError, MissingDependencyError
 
-__all__ = ["PROVIDERS", "provider_name", "cuda_memory"]
+__all__ = ["PROVIDERS", "provider_name", "cuda_memory", "cuda_python_problem"]
 
 PROVIDERS = ("cuda-python", "torch")
 _FIX = ("fix: pip install cuda-python (the 'tensorrt' extra includes it), or install a CUDA build of PyTorch "
@@ -43,10 +43,31 @@ def _torch_has_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def cuda_python_problem() -> str | None:
+    """Why cuda-python cannot reach a GPU here, from a real call (cudaGetDeviceCount), or None when it can.
+
+    An import that succeeds proves nothing: a cuda-python built for CUDA 13 imports on a CUDA 12
+    driver and fails at the first call (cudaErrorInsufficientDriver).
+    """
+    if not (available("cuda.bindings") or available("cuda.cudart")):
+        return "cuda-python is not installed"
+    try:
+        runtime = _cudart()
+        error, count = runtime.cudaGetDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - a broken install raises anything from ImportError to RuntimeError
+        return f"cuda-python fails ({type(exc).__name__}: {str(exc)[:120]})"
+    if error != runtime.cudaError_t.cudaSuccess:
+        return f"cuda-python cannot use the driver ({getattr(error, 'name', error)})"
+    return None if count > 0 else "cuda-python sees no CUDA device"
+
+
 def provider_name(prefer: str | None = None) -> str | None:
-    """The provider `cuda_memory` would use: `prefer` if usable, else cuda-python, else a CUDA PyTorch."""
+    """The provider `cuda_memory` would use: `prefer` if usable, else cuda-python, else a CUDA PyTorch.
+
+    Usable means a real CUDA call succeeded (`cuda_python_problem`, `torch.cuda.is_available`).
+    """
     for name in [prefer] if prefer else PROVIDERS:
-        if name == "cuda-python" and (available("cuda.bindings") or available("cuda.cudart")):
+        if name == "cuda-python" and cuda_python_problem() is None:
             return name
         if name == "torch" and _torch_has_cuda():
             return name
@@ -61,7 +82,9 @@ def cuda_memory(device: int = 0, prefer: str | None = None) -> Any:
     if name is None:
         wanted = {"torch": "a CUDA build of PyTorch", "cuda-python": "cuda-python"}.get(
             prefer or "", "cuda-python or a CUDA build of PyTorch")
-        raise MissingDependencyError(f"the TensorRT backend needs {wanted} to put data on the GPU; {_FIX}")
+        why = cuda_python_problem() if prefer in (None, "cuda-python") else None
+        raise MissingDependencyError(f"the TensorRT backend needs {wanted} to put data on the GPU"
+                                     f"{f' ({why})' if why else ''}; {_FIX}")
     if name == "torch":
         import torch
 
