@@ -79,3 +79,24 @@ def test_cli_names_the_changed_file_without_traceback(tiny_export, tmp_path, pho
     assert f"{model.name}: changed since export" in done.stderr
     done = subprocess.run([*command, "--no-verify-files"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_verdict_is_cached_on_disk_across_processes(tiny_export, tmp_path, monkeypatch):
+    """A second load of the unchanged file (a new process: memory cache empty) costs no hash."""
+    from u2deploy.runtimes import integrity
+
+    monkeypatch.setenv("U2DEPLOY_HOME", str(tmp_path / "home"))
+    model = _copy(tiny_export("onnx"), tmp_path / "copy")[0]
+    Runtime(model).close()
+    assert (tmp_path / "home" / "integrity.json").is_file()
+    integrity._VERIFIED.clear()  # as in a new process
+
+    def no_hash(path):
+        raise AssertionError(f"{path} hashed again")
+
+    monkeypatch.setattr(integrity, "sha256_file", no_hash)
+    with Runtime(model) as runtime:
+        assert runtime.describe()["integrity"].startswith("verified")
+    _flip(model)  # a changed file misses the cache and is hashed (here: the stand-in raises)
+    with pytest.raises(AssertionError, match="hashed again"):
+        Runtime(model)

@@ -2,28 +2,60 @@
 
 A flipped byte in an `.onnx` or an OpenVINO `.bin` still loads and runs, silently wrong, so every
 backend load hashes the files the sidecar lists (one streamed sha256 each) and refuses a file
-that changed. The verdict is cached per process by (path, size, mtime): a second `Runtime` on the
-same unchanged file costs a `stat`. `verify_files=False` skips the check; `describe()` says so.
+that changed. Hashing U2-Net's 176 MB takes about 0.5-2 s, as long as loading it, so the verdict
+is cached by (path, size, mtime): in memory, and in `<cache>/integrity.json` across processes, so a
+second `Runtime` or CLI run on the same unchanged file costs a `stat`. This guards against damaged
+or replaced files, not against someone who also resets the mtime. `verify_files=False` skips the
+check; `describe()` says so.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
 
-from .._io import sha256_file
+from .._io import atomic_write_text, sha256_file
 from ..errors import ModelLoadError
 
 __all__ = ["check_artifact_files", "clear_cache"]
 
 _VERIFIED: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256 that matched
 _LOCK = threading.Lock()
+_DISK_ENTRIES = 256  # newest verdicts kept in the cache file
 
 
 def clear_cache() -> None:
+    """Forget every cached verdict, in memory and on disk."""
     with _LOCK:
         _VERIFIED.clear()
+        _cache_file().unlink(missing_ok=True)
+
+
+def _cache_file() -> Path:
+    from ..weights import cache_dir
+
+    return cache_dir() / "integrity.json"
+
+
+def _read_disk() -> dict[str, list]:
+    try:
+        data = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}  # missing or damaged: the cache is only a shortcut
+    return data if isinstance(data, dict) else {}
+
+
+def _remember(key: tuple[str, int, int], sha: str) -> None:
+    _VERIFIED[key] = sha
+    entries = _read_disk()
+    entries.pop(key[0], None)
+    entries[key[0]] = [key[1], key[2], sha]
+    try:
+        atomic_write_text(_cache_file(), json.dumps(dict(list(entries.items())[-_DISK_ENTRIES:])))
+    except OSError:
+        pass  # a read-only cache folder only costs the next load a hash
 
 
 def _files(artifact: Path, manifest: dict[str, Any]) -> list[tuple[Path, str]]:
@@ -55,12 +87,12 @@ def _matches(path: Path, sha: str) -> bool:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     with _LOCK:
-        if _VERIFIED.get(key) == sha:
+        if _VERIFIED.get(key) == sha or _read_disk().get(key[0]) == [key[1], key[2], sha]:
             return True
     if sha256_file(path) != sha:
         return False
     with _LOCK:
-        _VERIFIED[key] = sha
+        _remember(key, sha)
     return True
 
 

@@ -20,6 +20,7 @@ _EXECUTION_MODES = ("performance", "accuracy")
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
 #: OpenVINO element type -> the precision names u2deploy reports
 _PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
+_RANK = {"int8": 0, "bf16": 1, "fp16": 2, "fp32": 3}
 
 
 def cpu_bf16_reason() -> str | None:
@@ -103,11 +104,16 @@ class OpenVinoBackend(BaseBackend):
         self.settings = resolve_settings(self.name, self.spec.extra, self.options, self.path.name)
 
     def _engine_precision(self) -> str:
-        """What the compiled model computes in, read back from it: `int8` for a quantized IR, else
-        its inference precision (an fp16 IR run at f32 computes in fp32)."""
-        if self.spec.extra.get("precision") == "int8":
-            return "int8"
-        return _PRECISIONS.get(self._engine_property("INFERENCE_PRECISION_HINT"), "unknown")
+        """The narrower of what the weights hold and what the compiled model computes in (read back from it).
+
+        An fp32 IR run in bf16 is bf16; an fp16 IR run at f32 keeps its fp16-rounded weights, so fp16;
+        a bf16 IR (fp32 weights) on a CPU without bf16 runs f32, so fp32; an int8 IR is int8.
+        """
+        stored = {"bf16": "fp32"}.get(self.spec.extra.get("precision", "fp32"), self.spec.extra.get("precision", "fp32"))
+        engine = _PRECISIONS.get(self._engine_property("INFERENCE_PRECISION_HINT"))
+        if engine is None:
+            return stored
+        return min(stored, engine, key=lambda p: _RANK.get(p, 3))
 
     def _engine_property(self, name: str) -> str:
         try:
