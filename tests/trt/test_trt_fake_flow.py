@@ -207,6 +207,8 @@ def test_a_standalone_build_runs_in_runtime_and_matches_the_onnx(fake_trt, onnx_
     batch = images(1)
     with Runtime(engine) as runtime:
         assert runtime.backend == "tensorrt" and runtime.describe()["precision"] == "fp16"
+        assert runtime.describe()["layer_precisions"].startswith("ok (")  # the inspector's verdict, read back
+        assert "layer precisions: ok" in runtime.summary()
         np.testing.assert_allclose(runtime.infer(batch), onnx_reference(onnx_file("fp16"), batch), atol=1e-6)
         assert runtime.predict(np.zeros((50, 70, 3), np.uint8)).shape == (50, 70)
         assert len(trt.memories) == 1 and len(trt.memories[0].ptrs) == 2  # one buffer per tensor, allocated once

@@ -55,6 +55,7 @@ class TrtBackend(BaseBackend):
         gpu, dla_core = parse_device(self.device)
         manifest = read_sidecar(self.path)
         record = (manifest or {}).get("tensorrt") or {}
+        self._layers = record.get("layers") or {}  # the inspector's verdict at build time (export/trt_checks.py)
         dla_core = record.get("dla_core") if dla_core is None else dla_core
         self._logger = capturing_logger(trt)
         self._runtime: trt_api.Runtime = trt.Runtime(self._logger)
@@ -174,6 +175,15 @@ class TrtBackend(BaseBackend):
         if memory is not None:
             memory.close()
         super().close()
+
+    def describe(self) -> dict[str, Any]:
+        """Adds the engine inspector's verdict recorded at build: layers by precision and whether it was seen."""
+        info = super().describe()
+        layers = self._layers
+        by_precision = ", ".join(f"{k} {v}" for k, v in (layers.get("by_precision") or {}).items())
+        info["layer_precisions"] = (f"{layers.get('verdict', 'not recorded')}" + (f" ({by_precision})" if by_precision
+                                                                                     else ""))  # fmt: skip
+        return info
 
     def _versions(self) -> dict[str, str]:
         return {"tensorrt": self._features.version, "memory": self._memory.name if self._memory else ""}
