@@ -83,6 +83,7 @@ def cuda_memory(device: int = 0, prefer: str | None = None) -> Any:
         wanted = {"torch": "a CUDA build of PyTorch", "cuda-python": "cuda-python"}.get(
             prefer or "", "cuda-python or a CUDA build of PyTorch")
         why = cuda_python_problem() if prefer in (None, "cuda-python") else None
+        why = None if why == "cuda-python is not installed" else why  # installed but unusable is worth saying
         raise MissingDependencyError(f"the TensorRT backend needs {wanted} to put data on the GPU"
                                      f"{f' ({why})' if why else ''}; {_FIX}")
     if name == "torch":
