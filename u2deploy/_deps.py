@@ -7,6 +7,7 @@ time; `require()` imports the module or raises `MissingDependencyError` with the
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 from types import ModuleType
 
@@ -47,16 +48,35 @@ EXTRAS: dict[str, tuple[str, str]] = {
 
 
 def available(module: str) -> bool:
-    """True when `module` can be imported, without importing it."""
+    """True when `module` can be imported, without importing it.
+
+    A folder holding only type stubs (`tensorrt-stubs` installs `tensorrt/__init__.pyi`) imports as
+    an empty namespace package; that is not the library.
+    """
     try:
-        return importlib.util.find_spec(module) is not None
+        spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         return False
+    return spec is not None and not _stubs_only(spec)
+
+
+def _stubs_only(spec: importlib.machinery.ModuleSpec) -> bool:
+    """A namespace package whose folders hold nothing but `.pyi` stubs and `py.typed` (real namespace
+    packages such as cuda-python's `cuda` hold subpackages)."""
+    if spec.origin not in (None, "namespace") or not spec.submodule_search_locations:
+        return False
+    from pathlib import Path
+
+    entries = [entry for folder in spec.submodule_search_locations for entry in Path(folder).iterdir()]
+    return all(entry.suffix == ".pyi" or entry.name in ("py.typed", "__pycache__") for entry in entries)
 
 
 def require(module: str, feature: str = "") -> ModuleType:
     """Import `module` or raise `MissingDependencyError` naming the feature and the fix."""
     try:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and _stubs_only(spec):
+            raise ImportError(f"only type stubs named {module} were found")
         return importlib.import_module(module)
     except ImportError as exc:
         fix = EXTRAS.get(module, ("", f"pip install {module}"))[1]

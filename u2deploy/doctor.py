@@ -169,6 +169,48 @@ def _cache() -> dict[str, Any]:
         return {"path": None, "error": str(exc)[:200], "weights": {}}
 
 
+#: distribution -> how its CUDA major is spelled: a `-cuNN` suffix, or the version's major (cuda-python)
+_CUDA_DISTRIBUTIONS = ("tensorrt-cu11", "tensorrt-cu12", "tensorrt-cu13", "cuda-python", "cuda-bindings",
+                       "onnxruntime-gpu")
+
+
+def cuda_packages() -> dict[str, dict[str, Any]]:
+    """Installed CUDA-built packages, read from their metadata (no import): name -> {version, cuda major}."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in _CUDA_DISTRIBUTIONS:
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        suffix = name.rsplit("-cu", 1)[1] if "-cu" in name else None
+        major = int(suffix) if suffix else int(installed.split(".")[0]) if name.startswith("cuda-") else None
+        found[name] = {"version": installed, "cuda": major}
+    return found
+
+
+def cuda_mismatches(driver: str | None, packages: dict[str, dict[str, Any]]) -> list[str]:
+    """What cannot work: a package built for a newer CUDA major than the driver supports, or TensorRT and
+    cuda-python built for different majors."""
+    majors = {name: info["cuda"] for name, info in packages.items() if info.get("cuda")}
+    problems = []
+    if driver:
+        driver_major = int(driver.split(".")[0])
+        for name, major in majors.items():
+            if major > driver_major:
+                problems.append(f"{name} is built for CUDA {major}, but the driver supports CUDA {driver}: update the "
+                                f"driver or install the cu{driver_major} build (pip install 'u2deploy[tensorrt-cu"
+                                f"{driver_major}]')")
+    trt = {major for name, major in majors.items() if name.startswith("tensorrt-")}
+    python = {major for name, major in majors.items() if name.startswith("cuda-")}
+    if trt and python and trt != python:
+        problems.append(f"TensorRT is built for CUDA {'/'.join(map(str, sorted(trt)))} but cuda-python for "
+                        f"{'/'.join(map(str, sorted(python)))}: install a matching pair (u2deploy[tensorrt-cu12] or "
+                        "[tensorrt-cu13])")
+    return problems
+
+
 def collect(timeout: float = 15.0) -> dict[str, Any]:
     """The whole report as a JSON-able dict (see `render`)."""
     started = time.monotonic()
@@ -178,7 +220,7 @@ def collect(timeout: float = 15.0) -> dict[str, Any]:
                    "platform": f"{platform.system()} {platform.machine()}"},
         "u2deploy": {"version": __version__, "path": str(Path(__file__).resolve().parent)},
         "libraries": {name: probes[name] for name in PROBES if name != "gpu"},
-        "gpu": {**probes["gpu"], "nvidia_driver": hardware.nvidia_driver()},
+        "gpu": {**probes["gpu"], "nvidia_driver": hardware.nvidia_driver(), "cuda_packages": cuda_packages()},
         "jetson": hardware.jetson_info(),
         "cache": _cache(),
     }
@@ -274,6 +316,7 @@ def _jetson_fixes(report: dict[str, Any]) -> list[str]:
 
 def _fixes(report: dict[str, Any]) -> list[str]:
     fixes = _gpu_fixes(report) + _library_fixes(report) + _jetson_fixes(report)
+    fixes += cuda_mismatches(report["gpu"].get("cuda_driver"), report["gpu"].get("cuda_packages") or {})
     weights = report["cache"].get("weights") or {}
     if weights and not any(weights.values()):
         fixes.append("no pretrained weights cached yet: u2deploy weights get u2net (or u2netp, 4.7 MB)")
@@ -322,7 +365,10 @@ def _system_lines(report: dict[str, Any]) -> list[tuple[str, str]]:
                                                        ("CUDA", gpu.get("cuda_driver"))) if value]  # fmt: skip
     gpu_text = "; ".join([devices, *drivers]) if devices else f"none ({_no_gpu_reason(report)})"
     cached = ", ".join(f"{n} ({'cached' if c else 'not cached'})" for n, c in (cache.get("weights") or {}).items())
-    return [("GPU", gpu_text), ("Jetson", _jetson_line(report["jetson"])),
+    packages = gpu.get("cuda_packages") or {}
+    cuda_text = "; ".join([f"driver {gpu.get('cuda_driver') or 'none'}",
+                           *(f"{name} {info['version']} (CUDA {info['cuda'] or '?'})" for name, info in packages.items())])
+    return [("GPU", gpu_text), ("CUDA", cuda_text), ("Jetson", _jetson_line(report["jetson"])),
             ("cache", f"{cache.get('path') or cache.get('error')}: {cached or 'no weights known'}")]
 
 

@@ -97,8 +97,8 @@ def test_runtime_options_pin_openvino_precision():
     assert runtime_options("onnx", "fp32") == {}
 
 
-def test_bf16_runs_the_fp32_artifact():
-    assert export_options("openvino", "bf16", 1, SIZE).precision == "fp32"
+def test_bf16_runs_the_bf16_artifact():
+    assert export_options("openvino", "bf16", 1, SIZE).precision == "bf16"
     assert export_options("onnx", "fp16", 2, SIZE).batch == 2
 
 

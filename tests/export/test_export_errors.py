@@ -56,7 +56,7 @@ def test_cli_export_and_its_one_line_errors(capsys, tmp_path, tiny_checkpoint):
     (["--fmt", "onnxx"], "unknown export format 'onnxx' (from --fmt) (did you mean 'onnx'?); available: onnx, openvino, trt"),
     (["--fmt", "trt", "--dla-core", "0"], "DLA runs FP16 or INT8 only: add --fp16 or --int8 to --dla-core"),
     (["--fmt", "onnx", "--int8", "--calib", "photos/"], "--calib photos/: no such folder; pass a folder of images or a glob"),
-    (["--fmt", "onnx", "--workspace", "4"], "--workspace, --opt-level, --timing-cache and --dla-core apply to --fmt trt only"),
+    (["--fmt", "onnx", "--workspace", "4"], "--workspace, --opt-level, --timing-cache, --dla-core and --accept-unseen-precision apply to --fmt trt only"),
     (["--fmt", "onnx", "--calib", "photos/"], "apply to --int8 only"),
     (["--fmt", "onnx", "--batch", "2", "--dynamic"], "--batch 2 fixes the batch, --dynamic makes it dynamic"),
     (["--fmt", "openvino", "--dynamic", "1:4:8"], "--dynamic 1:4:8 is a TensorRT profile; for --fmt openvino use --dynamic batch"),

@@ -7,6 +7,11 @@ hidden for dynamic shapes until an execution context is set. "Building" stores t
 behind a magic tag as the plan, and the "engine" runs that ONNX with ONNX Runtime on the bytes in
 `FakeMemory`, so export -> parity gate -> manifest -> Runtime can run end to end on a CPU.
 
+Every fake object accepts only the attribute names the real class has in the imitated version
+(`_Strict`): 11.x has no `int8_calibrator` and no `BuilderFlag.FP16/INT8`, the 10.3 inspector
+calls its context `context` and 10.13+ `execution_context`. A misspelt or removed name in
+u2deploy's TensorRT code therefore fails the fake-flow tests instead of passing them.
+
 `Behaviour` switches make the parser fail, the builder return None, deserialization fail, the
 inspector report every layer in FP32, or the timing cache be rejected.
 """
@@ -140,52 +145,91 @@ def _add_classes(trt: types.ModuleType, behaviour: Behaviour, v11: bool) -> None
         trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
 
 
-class _Tensor:
-    def __init__(self, name, dtype, shape=()) -> None:
-        self.name, self.dtype, self.shape = name, dtype, shape
+class _Strict:
+    """Attribute access as on the real pybind11 objects: only the names the imitated version has.
+
+    Methods are ordinary class attributes (each named as in TensorRT); data attributes live in
+    `_fields`, built per version, so reading or writing a name the real class lacks (a typo in
+    u2deploy, `int8_calibrator` on 11.x, the inspector's `context` on 10.13) raises AttributeError
+    as TensorRT does. Fake-only state is kept under names starting with an underscore.
+    """
+
+    def __init__(self, version: tuple[int, int], **fields) -> None:
+        object.__setattr__(self, "_version", version)
+        object.__setattr__(self, "_fields", dict(fields))
+
+    def __getattr__(self, name: str):
+        fields = object.__getattribute__(self, "_fields")
+        if name in fields:
+            return fields[name]
+        raise AttributeError(self._missing(name))
+
+    def __setattr__(self, name: str, value) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        elif name in self._fields:
+            self._fields[name] = value
+        else:
+            raise AttributeError(self._missing(name))
+
+    def _missing(self, name: str) -> str:
+        version = ".".join(map(str, object.__getattribute__(self, "_version")))
+        return f"'{type(self).__name__.lstrip('_')}' object has no attribute '{name}' (fake TensorRT {version})"
 
 
-class _Layer:
-    def __init__(self, name, kind, outputs, weights=0) -> None:
-        self.name, self.type, self._outputs, self.weights = name, kind, outputs, weights
-        self.num_outputs = len(outputs)
+def _version(trt) -> tuple[int, int]:
+    major, minor = trt.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+class _Tensor(_Strict):
+    def __init__(self, trt, name, dtype, shape=()) -> None:
+        super().__init__(_version(trt), name=name, dtype=dtype, shape=shape)
+
+
+class _Layer(_Strict):
+    def __init__(self, trt, name, kind, outputs, weights=0) -> None:
+        super().__init__(_version(trt), name=name, type=kind, num_outputs=len(outputs))
+        self._outputs, self._weights = outputs, weights
 
     def get_output(self, index):
         return self._outputs[index]
 
 
-class _Network:
-    def __init__(self, strongly_typed: bool) -> None:
-        self.strongly_typed, self.layers, self.inputs, self.onnx_bytes = strongly_typed, [], [], b""
+class _Network(_Strict):
+    def __init__(self, trt, strongly_typed: bool) -> None:
+        super().__init__(_version(trt))
+        self._strongly_typed, self._layers, self._inputs, self._onnx_bytes = strongly_typed, [], [], b""
 
-    num_layers = property(lambda self: len(self.layers))
-    num_inputs = property(lambda self: len(self.inputs))
+    num_layers = property(lambda self: len(self._layers))
+    num_inputs = property(lambda self: len(self._inputs))
 
     def get_layer(self, index):
-        return self.layers[index]
+        return self._layers[index]
 
     def get_input(self, index):
-        return self.inputs[index]
+        return self._inputs[index]
 
 
-class _Parser:
+class _Parser(_Strict):
     def __init__(self, trt, network, logger) -> None:
-        self.trt, self.network, self.errors = trt, network, []
+        super().__init__(_version(trt))
+        self._trt, self._network, self._errors = trt, network, []
 
-    num_errors = property(lambda self: len(self.errors))
+    num_errors = property(lambda self: len(self._errors))
 
     def get_error(self, index):
-        return self.errors[index]
+        return self._errors[index]
 
     def parse_from_file(self, path) -> bool:
         import onnx
 
-        if self.trt.behaviour.fail_parse:
-            self.errors.append("In node 12 (parseGraph): INVALID_NODE: Invalid Node - /stage1/Resize: unsupported mode")
+        if self._trt.behaviour.fail_parse:
+            self._errors.append("In node 12 (parseGraph): INVALID_NODE: Invalid Node - /stage1/Resize: unsupported mode")
             return False
         model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-        self.network.onnx_bytes = Path(path).read_bytes()
-        _fill_network(self.trt, self.network, model)
+        self._network._onnx_bytes = Path(path).read_bytes()
+        _fill_network(self._trt, self._network, model)
         return True
 
 
@@ -196,171 +240,177 @@ def _fill_network(trt, network: _Network, model) -> None:
     sizes = {t.name: int(np.prod(t.dims)) for t in graph.initializer}
     for value in graph.input:
         dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
-        network.inputs.append(_Tensor(value.name, trt.DataType.FLOAT, dims))
+        network._inputs.append(_Tensor(trt, value.name, trt.DataType.FLOAT, dims))
     for index, node in enumerate(graph.node):
-        outputs = [_Tensor(o, getattr(trt.DataType, _ONNX_TYPES.get(types_.get(o, 1), "FLOAT"))) for o in node.output]
+        outputs = [_Tensor(trt, o, getattr(trt.DataType, _ONNX_TYPES.get(types_.get(o, 1), "FLOAT")))
+                   for o in node.output]  # fmt: skip
         weights = sizes.get(node.input[1], 0) if node.op_type == "Conv" and len(node.input) > 1 else 0
         kind = getattr(trt.LayerType, _OPS.get(node.op_type, "SHUFFLE"))
-        network.layers.append(_Layer(node.name or f"node{index}", kind, outputs, weights))
+        network._layers.append(_Layer(trt, node.name or f"node{index}", kind, outputs, weights))
 
 
-class _TimingCache:
-    def __init__(self, data: bytes) -> None:
-        self.data = bytes(data)
+class _TimingCache(_Strict):
+    def __init__(self, trt, data: bytes) -> None:
+        super().__init__(_version(trt))
+        self._data = bytes(data)
 
     def serialize(self) -> bytes:
-        return self.data
+        return self._data
 
 
-class _Profile:
-    def __init__(self) -> None:
-        self.shapes = {}
+class _Profile(_Strict):
+    def __init__(self, trt) -> None:
+        super().__init__(_version(trt))
+        self._shapes = {}
 
     def set_shape(self, name, low, opt, high) -> None:
-        self.shapes[name] = [list(low), list(opt), list(high)]
+        self._shapes[name] = [list(low), list(opt), list(high)]
 
 
-class _Config:
+class _Config(_Strict):
     def __init__(self, trt) -> None:
-        self.trt, self.flags, self.profiles, self.limits = trt, set(), [], {}
-        self.profiling_verbosity, self.builder_optimization_level = None, 3
-        self.default_device_type, self.DLA_core = trt.DeviceType.GPU, -1
-        self.timing_cache, self.int8_calibrator = None, None
-        self.flags.add(trt.BuilderFlag.TF32)  # on by default, as in TensorRT
+        fields = {"profiling_verbosity": None, "builder_optimization_level": 3, "default_device_type": trt.DeviceType.GPU,
+                  "DLA_core": -1}  # fmt: skip
+        if _version(trt) < (11, 0):
+            fields["int8_calibrator"] = None  # removed in TensorRT 11 with implicit quantization
+        super().__init__(_version(trt), **fields)
+        self._trt, self._flags, self._profiles, self._limits, self._timing_cache = trt, set(), [], {}, None
+        self._flags.add(trt.BuilderFlag.TF32)  # on by default, as in TensorRT
 
     def set_flag(self, flag) -> None:
-        self.flags.add(flag)
+        self._flags.add(flag)
 
     def clear_flag(self, flag) -> None:
-        self.flags.discard(flag)
+        self._flags.discard(flag)
 
     def set_memory_pool_limit(self, pool, size) -> None:
-        self.limits[pool.name] = size
+        self._limits[pool.name] = size
 
     def add_optimization_profile(self, profile) -> int:
-        self.profiles.append(profile)
-        return len(self.profiles) - 1
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
 
     def create_timing_cache(self, data) -> _TimingCache:
-        return _TimingCache(data)
+        return _TimingCache(self._trt, data)
 
     def set_timing_cache(self, cache, ignore_mismatch) -> bool:
-        if self.trt.behaviour.reject_cache and cache.data:
+        if self._trt.behaviour.reject_cache and cache._data:
             return False
-        self.timing_cache = cache
+        self._timing_cache = cache
         return True
 
     def get_timing_cache(self):
-        return self.timing_cache
+        return self._timing_cache
 
     def can_run_on_DLA(self, layer) -> bool:
         return layer.type.name != "RESIZE"
 
 
-class _Builder:
+class _Builder(_Strict):
     def __init__(self, trt, logger) -> None:
-        self.trt, self.logger = trt, logger
-        self.num_DLA_cores = trt.behaviour.dla_cores
+        super().__init__(_version(trt), num_DLA_cores=trt.behaviour.dla_cores)
+        self._trt, self._logger = trt, logger
 
     def create_network(self, flags: int = 0) -> _Network:
-        v11 = not hasattr(self.trt.BuilderFlag, "FP16")
-        return _Network(v11 or bool(flags & (1 << int(self.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))))
+        v11 = not hasattr(self._trt.BuilderFlag, "FP16")
+        strongly_typed = v11 or bool(flags & (1 << int(self._trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+        return _Network(self._trt, strongly_typed)
 
     def create_builder_config(self) -> _Config:
-        return _Config(self.trt)
+        return _Config(self._trt)
 
     def create_optimization_profile(self) -> _Profile:
-        return _Profile()
+        return _Profile(self._trt)
 
     def build_serialized_network(self, network: _Network, config: _Config):
-        if self.trt.behaviour.fail_build:
-            self.logger.log(Severity.ERROR, "[fake] Error Code 4: Internal Error (could not find any implementation "
-                                            "for node /stage1/rebnconvin/conv/Conv)")
+        if self._trt.behaviour.fail_build:
+            self._logger.log(Severity.ERROR, "[fake] Error Code 4: Internal Error (could not find any implementation "
+                                             "for node /stage1/rebnconvin/conv/Conv)")
             return None
-        if config.timing_cache is not None:
-            config.timing_cache.data += b"entry;"
-        header = _header(self.trt, network, config)
-        self.trt.builds.append(header)
-        return MAGIC + json.dumps(header).encode() + b"\n" + network.onnx_bytes
+        if config._timing_cache is not None:
+            config._timing_cache._data += b"entry;"
+        header = _header(self._trt, network, config)
+        self._trt.builds.append(header)
+        return MAGIC + json.dumps(header).encode() + b"\n" + network._onnx_bytes
 
 
 def _layer_precision(trt, network: _Network, config: _Config, dtype_name: str) -> str:
     if trt.behaviour.silent_fp32:
         return "fp32"
-    if any(layer.type.name in ("QUANTIZE", "DEQUANTIZE") for layer in network.layers):
+    if any(layer.type.name in ("QUANTIZE", "DEQUANTIZE") for layer in network._layers):
         return "int8"
-    if hasattr(trt.BuilderFlag, "INT8") and trt.BuilderFlag.INT8 in config.flags and config.int8_calibrator:
+    if hasattr(trt.BuilderFlag, "INT8") and trt.BuilderFlag.INT8 in config._flags and config.int8_calibrator:
         return "int8"
-    weak_fp16 = hasattr(trt.BuilderFlag, "FP16") and trt.BuilderFlag.FP16 in config.flags
+    weak_fp16 = hasattr(trt.BuilderFlag, "FP16") and trt.BuilderFlag.FP16 in config._flags
     return "fp16" if dtype_name == "HALF" or weak_fp16 else "fp32"
 
 
 def _header(trt, network: _Network, config: _Config) -> dict:
-    profile = next(iter(config.profiles[0].shapes.values())) if config.profiles else None
+    profile = next(iter(config._profiles[0]._shapes.values())) if config._profiles else None
     layers = [{"Name": "Reformatting CopyNode for Input Tensor 0", "LayerType": "Reformat",
                "Inputs": [{"Format/Datatype": "Row major linear FP32"}], "Outputs": [{"Format/Datatype": "Half"}]}]
-    for layer in network.layers:
+    for layer in network._layers:
         if layer.type.name in ("CONSTANT", "CAST"):
             continue
         precision = _layer_precision(trt, network, config, layer.get_output(0).dtype.name)
         fmt, weights_type = _FORMATS[precision]
-        entry = {"Name": layer.name, "LayerType": "CaskConvolution" if layer.weights else "PointWiseV2",
+        entry = {"Name": layer.name, "LayerType": "CaskConvolution" if layer._weights else "PointWiseV2",
                  "Inputs": [{"Format/Datatype": fmt}],
                  "Outputs": [{"Dimensions": [1, 8, 16, 16], "Format/Datatype": fmt}]}
-        if layer.weights:
-            entry.update({"ParameterType": "Convolution", "Weights": {"Type": weights_type, "Count": layer.weights}})
+        if layer._weights:
+            entry.update({"ParameterType": "Convolution", "Weights": {"Type": weights_type, "Count": layer._weights}})
         layers.append(entry)
-    return {"strongly_typed": network.strongly_typed, "flags": sorted(f.name for f in config.flags),
+    return {"strongly_typed": network._strongly_typed, "flags": sorted(f.name for f in config._flags),
             "profile": profile, "dla_core": config.DLA_core if config.default_device_type.name == "DLA" else None,
-            "layers": layers, "workspace": config.limits.get("WORKSPACE"),
+            "layers": layers, "workspace": config._limits.get("WORKSPACE"),
             "opt_level": config.builder_optimization_level,
             "verbosity": getattr(config.profiling_verbosity, "name", None)}
 
 
-class _Runtime:
+class _Runtime(_Strict):
     def __init__(self, trt, logger) -> None:
-        self.trt, self.logger, self.DLA_core = trt, logger, -1
-        self.num_DLA_cores = trt.behaviour.dla_cores
+        super().__init__(_version(trt), DLA_core=-1, num_DLA_cores=trt.behaviour.dla_cores)
+        self._trt, self._logger = trt, logger
 
     def deserialize_cuda_engine(self, plan):
         data = bytes(plan)
-        if self.trt.behaviour.fail_deserialize or not data.startswith(MAGIC):
-            self.logger.log(Severity.ERROR, "1: [runtime.cpp::parsePlan::314] Error Code 1: Serialization "
-                                            "(Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG "
-                                            "failed.)")  # fmt: skip
+        if self._trt.behaviour.fail_deserialize or not data.startswith(MAGIC):
+            self._logger.log(Severity.ERROR, "1: [runtime.cpp::parsePlan::314] Error Code 1: Serialization "
+                                             "(Serialization assertion plan->header.magicTag == rt::kPLAN_MAGIC_TAG "
+                                             "failed.)")  # fmt: skip
             return None
         header, onnx_bytes = data[len(MAGIC):].split(b"\n", 1)
-        return _Engine(self.trt, json.loads(header), onnx_bytes)
+        return _Engine(self._trt, json.loads(header), onnx_bytes)
 
 
-class _Engine:
+class _Engine(_Strict):
     def __init__(self, trt, header: dict, onnx_bytes: bytes) -> None:
         import onnxruntime
 
-        self.trt, self.header = trt, header
-        self.session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-        self.inputs = {i.name: i for i in self.session.get_inputs()}
-        self.outputs = {o.name: o for o in self.session.get_outputs()}
-        self.names = [*self.inputs, *self.outputs]
-        self.num_io_tensors = len(self.names)
-        self.executions = 0
+        session = onnxruntime.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        inputs = {i.name: i for i in session.get_inputs()}
+        outputs = {o.name: o for o in session.get_outputs()}
+        super().__init__(_version(trt), num_io_tensors=len(inputs) + len(outputs))
+        self._trt, self._header, self._session = trt, header, session
+        self._inputs, self._outputs, self._names = inputs, outputs, [*inputs, *outputs]
+        self._executions = 0
 
     def get_tensor_name(self, index: int) -> str:
-        return self.names[index]
+        return self._names[index]
 
     def get_tensor_mode(self, name: str):
-        return self.trt.TensorIOMode.INPUT if name in self.inputs else self.trt.TensorIOMode.OUTPUT
+        return self._trt.TensorIOMode.INPUT if name in self._inputs else self._trt.TensorIOMode.OUTPUT
 
     def get_tensor_shape(self, name: str) -> tuple:
-        arg = self.inputs.get(name) or self.outputs[name]
+        arg = self._inputs.get(name) or self._outputs[name]
         return tuple(d if isinstance(d, int) else -1 for d in arg.shape)
 
     def get_tensor_dtype(self, name: str):
-        arg = self.inputs.get(name) or self.outputs[name]
-        return self.trt.DataType.HALF if arg.type == "tensor(float16)" else self.trt.DataType.FLOAT
+        arg = self._inputs.get(name) or self._outputs[name]
+        return self._trt.DataType.HALF if arg.type == "tensor(float16)" else self._trt.DataType.FLOAT
 
     def get_tensor_profile_shape(self, name: str, index: int):
-        return [tuple(s) for s in self.header["profile"]]
+        return [tuple(s) for s in self._header["profile"]]
 
     def create_execution_context(self):
         return _Context(self)
@@ -369,51 +419,60 @@ class _Engine:
         return _Inspector(self)
 
 
-class _Context:
+class _Context(_Strict):
     def __init__(self, engine: _Engine) -> None:
-        self.engine, self.addresses = engine, {}
-        self.shapes = {name: engine.get_tensor_shape(name) for name in engine.inputs}
+        super().__init__(_version(engine._trt))
+        self._engine, self._addresses = engine, {}
+        self._shapes = {name: engine.get_tensor_shape(name) for name in engine._inputs}
 
     def set_input_shape(self, name: str, shape) -> bool:
-        low, _, high = self.engine.header["profile"] or (self.shapes[name],) * 3
+        low, _, high = self._engine._header["profile"] or (self._shapes[name],) * 3
         if not all(lo <= d <= hi for lo, d, hi in zip(low, shape, high, strict=True)):
             return False
-        self.shapes[name] = tuple(int(d) for d in shape)
+        self._shapes[name] = tuple(int(d) for d in shape)
         return True
 
     def get_tensor_shape(self, name: str) -> tuple:
-        if name in self.shapes:
-            return self.shapes[name]
-        batch, _, height, width = next(iter(self.shapes.values()))
+        if name in self._shapes:
+            return self._shapes[name]
+        batch, _, height, width = next(iter(self._shapes.values()))
         return (batch, 1, height, width)  # U2-Net maps have the input's size
 
     def set_tensor_address(self, name: str, ptr: int) -> bool:
-        self.addresses[name] = ptr
+        self._addresses[name] = ptr
         return True
 
     def execute_async_v3(self, stream_handle: int) -> bool:
         feeds = {}
-        for name in self.engine.inputs:
-            shape, dtype = self.shapes[name], np.float32
+        for name in self._engine._inputs:
+            shape, dtype = self._shapes[name], np.float32
             count = int(np.prod(shape)) * np.dtype(dtype).itemsize
-            feeds[name] = np.frombuffer(bytes(BLOCKS[self.addresses[name]][:count]), dtype).reshape(shape)
-        for name, value in zip(self.engine.outputs, self.engine.session.run(None, feeds), strict=True):
+            feeds[name] = np.frombuffer(bytes(BLOCKS[self._addresses[name]][:count]), dtype).reshape(shape)
+        for name, value in zip(self._engine._outputs, self._engine._session.run(None, feeds), strict=True):
             data = np.ascontiguousarray(value, np.float32).tobytes()
-            BLOCKS[self.addresses[name]][: len(data)] = data
-        self.engine.executions += 1
+            BLOCKS[self._addresses[name]][: len(data)] = data
+        self._engine._executions += 1
         return True
 
 
-class _Inspector:
+#: the first release whose IEngineInspector calls its context `execution_context` (10.3 has `context`)
+INSPECTOR_EXECUTION_CONTEXT = (10, 13)
+
+
+class _Inspector(_Strict):
     def __init__(self, engine: _Engine) -> None:
-        self.engine, self.execution_context = engine, None
+        version = _version(engine._trt)
+        name = "execution_context" if version >= INSPECTOR_EXECUTION_CONTEXT else "context"
+        super().__init__(version, **{name: None})
+        self._engine, self._context_name = engine, name
 
     def get_engine_information(self, fmt) -> str:
-        dynamic = self.engine.header["profile"] and self.engine.header["profile"][0] != self.engine.header["profile"][2]
-        layers = self.engine.header["layers"]
-        if self.engine.header["verbosity"] != "DETAILED":
+        header = self._engine._header
+        dynamic = header["profile"] and header["profile"][0] != header["profile"][2]
+        layers = header["layers"]
+        if header["verbosity"] != "DETAILED":
             layers = [layer["Name"] for layer in layers]
-        elif dynamic and self.execution_context is None:  # formats need concrete shapes
+        elif dynamic and self._fields[self._context_name] is None:  # formats need concrete shapes
             layers = [{**layer, "Inputs": [{"Format/Datatype": "N/A due to dynamic shapes"}],
                        "Outputs": [{"Format/Datatype": "N/A due to dynamic shapes"}]} for layer in layers]
-        return json.dumps({"Layers": layers, "Bindings": self.engine.names})
+        return json.dumps({"Layers": layers, "Bindings": self._engine._names})

@@ -178,13 +178,25 @@ def test_an_int8_engine_passes_with_its_fp32_head():
         check_engine_precision(layers("u2net_fp16_layers.json"), "int8", "m.engine", "hint")
 
 
-def test_what_the_inspector_hides_is_reported_not_judged():
+def test_what_the_inspector_hides_is_refused_unless_accepted():
     info = layers("u2net_fp16_layers.json")
     names_only = {"Layers": [layer["Name"] for layer in info["Layers"]], "Bindings": info["Bindings"]}
     assert layer_records(names_only) is None
-    assert check_engine_precision(names_only, "fp16", "m", "h")["verdict"].startswith("not visible: the inspector")
+    with pytest.raises(ExportError, match=r"^m: fp16 cannot be confirmed: the inspector gave layer names only; pass "
+                                          r"--accept-unseen-precision") as caught:
+        check_engine_precision(names_only, "fp16", "m", "h")
+    assert len(str(caught.value)) <= 160
+    verdict = check_engine_precision(names_only, "fp16", "m", "h", accept_unseen=True)["verdict"]
+    assert verdict.startswith("not visible: the inspector") and "accepted with --accept-unseen-precision" in verdict
+    assert check_engine_precision(names_only, "fp32", "m", "h")["verdict"] == "not judged for fp32"
     myelin_only = {"Layers": [layer for layer in info["Layers"] if layer["LayerType"] in ("Myelin", "Reformat")]}
-    assert check_engine_precision(myelin_only, "fp16", "m", "h")["verdict"].startswith("not visible: TensorRT fused")
+    with pytest.raises(ExportError, match="int8 cannot be confirmed: TensorRT hides the convolutions"):
+        check_engine_precision(myelin_only, "int8", "m", "h")
+    dla = {"Layers": [{**layer, "LayerType": "DLA"} if layer.get("Weights") else layer for layer in info["Layers"]]}
+    with pytest.raises(ExportError, match="fp16 cannot be confirmed"):
+        check_engine_precision(dla, "fp16", "m", "h")
+    assert check_engine_precision(myelin_only, "fp16", "m", "h", accept_unseen=True)["verdict"].startswith(
+        "not visible: TensorRT hides")
     dynamic = copy.deepcopy(info)
     for layer in dynamic["Layers"]:
         for tensor in (*layer["Inputs"], *layer["Outputs"]):
@@ -197,3 +209,9 @@ def test_what_the_inspector_hides_is_reported_not_judged():
 def test_options_refuse_fp32_on_dla_before_any_work():
     with pytest.raises(UnsupportedOptionError, match="DLA runs FP16 or INT8 only"):
         ExportOptions(fmt="trt", tensorrt=TensorRTOptions(dla_core=0)).validate()
+
+
+def test_uint8_io_is_not_int8_compute():
+    assert tensor_precision("Row major linear UInt8 format") is None
+    assert tensor_precision("UInt8") is None
+    assert tensor_precision("Thirty-two wide channel vectorized row major Int8 format.") == "int8"

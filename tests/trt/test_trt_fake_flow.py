@@ -207,6 +207,8 @@ def test_a_standalone_build_runs_in_runtime_and_matches_the_onnx(fake_trt, onnx_
     batch = images(1)
     with Runtime(engine) as runtime:
         assert runtime.backend == "tensorrt" and runtime.describe()["precision"] == "fp16"
+        assert runtime.describe()["layer_precisions"].startswith("ok (")  # the inspector's verdict, read back
+        assert "layer precisions: ok" in runtime.summary()
         np.testing.assert_allclose(runtime.infer(batch), onnx_reference(onnx_file("fp16"), batch), atol=1e-6)
         assert runtime.predict(np.zeros((50, 70, 3), np.uint8)).shape == (50, 70)
         assert len(trt.memories) == 1 and len(trt.memories[0].ptrs) == 2  # one buffer per tensor, allocated once
@@ -221,10 +223,10 @@ def test_dynamic_batches_run_in_profile_sized_chunks(fake_trt, onnx_file, tmp_pa
         assert runtime.batch_size is None
         engine_object = runtime._backend._engine
         for count, runs in ((3, 1), (1, 1), (4, 1), (9, 3)):  # 1 is padded to the profile's 2; 9 = 4 + 4 + (1+1)
-            batch, before = images(count), engine_object.executions
+            batch, before = images(count), engine_object._executions
             expected = onnx_reference(onnx_file("fp16", ("batch",)), batch)
             np.testing.assert_allclose(runtime.infer(batch), expected, atol=1e-6)
-            assert engine_object.executions - before == runs
+            assert engine_object._executions - before == runs
         with pytest.raises(UnsupportedOptionError, match="cuda_graph=True needs a static-shape GPU engine, but its "
                                                          "input input has a dynamic profile"):
             Runtime(engine, cuda_graph=True)

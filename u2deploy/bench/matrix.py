@@ -67,14 +67,15 @@ def export_options(fmt: str, precision: str, batch: int, size: tuple[int, int], 
                    progress: bool = False) -> Any:
     """The `ExportOptions` of a row's artifact (no parity gate: the bench measures parity itself).
 
-    A bf16 row runs the fp32 artifact; an int8 row without `calibration` calibrates on the
-    bundled stand-in photos (`default_calibration`). `progress` shows the exporter's step lines
+    A bf16 row runs the bf16 IR (`u2deploy export --bf16`: fp32 weights, bf16 settings, the
+    large-bias convs kept f32); an int8 row without `calibration` calibrates on the bundled
+    stand-in photos (`default_calibration`). `progress` shows the exporter's step lines
     and NNCF's calibration bars on stderr (the longest step of a first run).
     """
     from ..export import ExportOptions
 
     calib = (calibration or default_calibration()) if precision == "int8" else None
-    return ExportOptions(fmt=fmt, precision="fp32" if precision == "bf16" else precision, input_size=size,
+    return ExportOptions(fmt=fmt, precision=precision, input_size=size,
                          batch=batch, verify=False, calibration=calib, command="u2deploy bench",
                          progress=progress)  # fmt: skip
 

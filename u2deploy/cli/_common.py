@@ -45,6 +45,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", default="fast", choices=("fast", "reference"), help="pre/post-processing (default fast)")
     parser.add_argument("--task", default=None, choices=("sod", "human", "portrait"), help="override the model's task")
     parser.add_argument("--threads", type=int, default=None, help="inference threads")
+    parser.add_argument("--no-verify-files", action="store_true",
+                        help="load the model without checking its files against the manifest's checksums")
 
 
 def add_max_pixels_argument(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +78,8 @@ def runtime_from_args(args: argparse.Namespace, **options):
     at_least(args.threads, 1, "--threads", "leave it out for the backend's default")
     if args.threads:
         options["threads"] = args.threads
+    if getattr(args, "no_verify_files", False):
+        options["verify_files"] = False
     return Runtime(args.model, backend=args.backend, device=args.device, mode=args.mode, task=args.task,
                    input_size=args.size, **options)
 

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     precision = parser.add_argument_group("precision")
     precision.add_argument("--fp16", action="store_true", help="fp16 weights and compute (fp32 input/output)")
     precision.add_argument("--int8", action="store_true", help="INT8, calibrated on --calib images")
+    precision.add_argument("--bf16", action="store_true",
+                           help="--fmt openvino: fp32 weights computed in bf16 on CPUs with AVX512_BF16/AMX")
     shape = parser.add_argument_group("shape and outputs")
     shape.add_argument("--size", default=None, help="input size, e.g. 320 or 320x288 (default: the model's)")
     shape.add_argument("--batch", type=int, default=None, help="static batch size (default 1)")
@@ -54,6 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trt.add_argument("--opt-level", type=int, default=None, metavar="0-5", help="builder optimisation level")
     trt.add_argument("--timing-cache", default=None, metavar="PATH", help="timing cache file (read and updated)")
     trt.add_argument("--dla-core", type=int, default=None, metavar="N", help="build for DLA core N (Jetson)")
+    trt.add_argument("--accept-unseen-precision", action="store_const", const=True, default=None,
+                     help="keep an fp16/int8 engine whose layer precisions TensorRT hides (recorded in the manifest)")
     _add_triton_arguments(parser)
 
 
@@ -80,9 +84,10 @@ def _add_triton_arguments(parser: argparse.ArgumentParser) -> None:
 def _precision(args: argparse.Namespace) -> str:
     from ..errors import UnsupportedOptionError
 
-    if args.fp16 and args.int8:
-        raise UnsupportedOptionError("--fp16 and --int8 exclude each other; pick one")
-    return "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    chosen = [name for name in ("fp16", "int8", "bf16") if getattr(args, name, False)]
+    if len(chosen) > 1:
+        raise UnsupportedOptionError(f"--{' and --'.join(chosen)} exclude each other; pick one")
+    return chosen[0] if chosen else "fp32"
 
 
 def _group(cls: type, values: dict) -> object | None:
@@ -102,7 +107,8 @@ def options_from_args(args: argparse.Namespace, command: str | None = None):
                                               "seed": args.calib_seed, "method": args.calib_method,
                                               "keep_float": args.keep_float})  # fmt: skip
     tensorrt = _group(TensorRTOptions, {"workspace_gb": args.workspace, "opt_level": args.opt_level,
-                                        "timing_cache": args.timing_cache, "dla_core": args.dla_core})  # fmt: skip
+                                        "timing_cache": args.timing_cache, "dla_core": args.dla_core,
+                                        "accept_unseen_precision": args.accept_unseen_precision})  # fmt: skip
     triton = _triton_options(args)
     size = parse_size(args.size) if args.size else None
     return ExportOptions(fmt=args.fmt, precision=_precision(args), input_size=size, batch=args.batch, dynamic=dynamic,

@@ -146,6 +146,8 @@ def _predict_all(args: argparse.Namespace, paths, targets, background) -> int:
     failures = 0
     with runtime_from_args(args, task_options={"face": False} if args.no_face else None) as runtime:
         _check_output_fits_task(args.output, runtime.spec.task)
+        if getattr(args, "verbose", False):  # -v: what runs, read back from the engine
+            print(runtime.summary(), file=sys.stderr)
         bar = tqdm(total=len(paths), unit="img", desc="predict", disable=None)
         for start in range(0, len(paths), args.batch):
             chunk = paths[start:start + args.batch]

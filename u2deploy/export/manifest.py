@@ -71,6 +71,8 @@ def artifact_metadata(spec: ModelSpec, source_sha256: str) -> dict[str, str]:
         "preprocessing": json.dumps(preprocessing, sort_keys=True),
         "outputs": json.dumps(outputs, sort_keys=True),
         "precision": str(spec.extra.get("precision", "fp32")),
+        # the backend settings the parity gate ran with, which Runtime applies (also inside the spec)
+        "runtime_settings": json.dumps(spec.extra.get("runtime") or {}, sort_keys=True),
         "source_sha256": source_sha256,
         "u2deploy_version": __version__,
     }
@@ -134,6 +136,7 @@ def build_manifest(
                              "python": sys.version.split()[0]}},  # fmt: skip
         "versions": library_versions(),
         "parity": parity if parity is not None else {"skipped": True, "reason": "--no-verify"},
+        "runtime": spec.extra.get("runtime") or {},
     }
     manifest.update({key: value for key, value in (sections or {}).items() if key not in manifest})
     return manifest

@@ -17,13 +17,16 @@ from ..spec import ModelSpec
 
 __all__ = ["Capability", "CAPABILITIES", "CalibrationOptions", "TensorRTOptions", "TritonOptions", "ExportOptions",
            "CALIBRATION_METHODS", "KEEP_FLOAT", "BIAS_CORRECTIONS", "DYNAMIC_AXES", "bias_correction_for",
-           "calibration_batch", "parse_dynamic", "default_output_path"]
+           "calibration_batch", "parse_dynamic", "default_output_path", "GATE_PRECISION", "gate_tolerance"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "mse")
 KEEP_FLOAT = ("fuse", "heads", "none", "auto")
 BIAS_CORRECTIONS = ("full", "fast")
 DYNAMIC_AXES = ("batch", "hw")
 OPSETS = range(17, 21)  # the TorchScript exporter stops at opset 20
+#: precision -> the row of `compare.TOLERANCES` that gates it: bf16 is a 16-bit float like fp16 (fewer
+#: mantissa bits, more range), and the same limits hold the user-visible mask to the same standard
+GATE_PRECISION = {"bf16": "fp16"}
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,8 @@ CAPABILITIES: dict[str, Capability] = {
     "onnx": Capability((".onnx",), ("fp32", "fp16", "int8"), DYNAMIC_AXES, ("torch", "onnx", "onnxslim"),
                        "onnxruntime", {"device": "cpu"}, ("cpu", "cuda", "tensorrt")),
     # f32 inference precision and ACCURACY mode: some CPUs otherwise run bf16/f16 by default.
-    "openvino": Capability((".xml",), ("fp32", "fp16", "int8"), DYNAMIC_AXES, ("torch", "onnx", "onnxslim", "openvino"),
+    "openvino": Capability((".xml",), ("fp32", "fp16", "bf16", "int8"), DYNAMIC_AXES,
+                           ("torch", "onnx", "onnxslim", "openvino"),
                            "openvino", {"device": "CPU", "inference_precision": "f32", "execution_mode": "accuracy"},
                            ("CPU", "GPU", "NPU", "AUTO")),
     "trt": Capability((".engine", ".plan"), ("fp32", "fp16", "int8"), DYNAMIC_AXES,
@@ -98,6 +102,8 @@ class TensorRTOptions:
     opt_level: int | None = None
     timing_cache: str | None = None
     dla_core: int | None = None
+    #: keep an fp16/int8 engine whose layer precisions cannot be seen (refused otherwise; recorded)
+    accept_unseen_precision: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,7 +206,7 @@ class ExportOptions:
         if self.precision not in cap.precisions:
             raise UnsupportedOptionError(f"--fmt {self.fmt} cannot be exported at {self.precision}; "
                                          f"supported: {', '.join(cap.precisions)}")
-        if self.precision not in TOLERANCES and self.verify and self.tolerance is None:
+        if GATE_PRECISION.get(self.precision, self.precision) not in TOLERANCES and self.verify and self.tolerance is None:
             raise UnsupportedOptionError(f"no parity tolerance for {self.precision}; pass one or --no-verify")
         if self.outputs not in ("fused", "all"):
             raise UnsupportedOptionError(f"--outputs {self.outputs}: use fused or all")
@@ -232,8 +238,8 @@ class ExportOptions:
         if self.precision == "int8":
             self._check_calibration(self.calibration)
         if self.tensorrt is not None and self.fmt != "trt":
-            raise UnsupportedOptionError(f"--workspace, --opt-level, --timing-cache and --dla-core apply to --fmt trt "
-                                         f"only, not --fmt {self.fmt}")
+            raise UnsupportedOptionError(f"--workspace, --opt-level, --timing-cache, --dla-core and "
+                                         f"--accept-unseen-precision apply to --fmt trt only, not --fmt {self.fmt}")
         if self.tensorrt is not None:
             self._check_tensorrt(self.tensorrt)
         if self.triton is not None:
@@ -272,6 +278,11 @@ class ExportOptions:
             raise UnsupportedOptionError("DLA needs static shapes: drop --dynamic for --dla-core")
         if trt.dla_core is not None and self.precision == "fp32":
             raise UnsupportedOptionError("DLA runs FP16 or INT8 only: add --fp16 or --int8 to --dla-core")
+
+
+def gate_tolerance(options: ExportOptions) -> Tolerance:
+    """The limits an export's parity gate applies: `options.tolerance`, else its precision's row."""
+    return options.tolerance or TOLERANCES[GATE_PRECISION.get(options.precision, options.precision)]
 
 
 def bias_correction_for(fmt: str, calibration: CalibrationOptions) -> str:

@@ -70,6 +70,8 @@ def _prepare(options: ExportOptions) -> Any:
         _prepare_int8(options)
     for module in options.capability.requires:
         require(module, f"--fmt {options.fmt}")
+    if options.precision == "bf16" and options.verify:
+        _prepare_bf16()
     if options.verify:
         feature = f"the parity check of --fmt {options.fmt} (or pass --no-verify)"
         require(LIBRARIES[options.capability.verify_backend], feature)
@@ -87,6 +89,16 @@ def _require_nvidia_gpu() -> None:
                            "'u2deploy[tensorrt]' or JetPack's")
 
 
+def _prepare_bf16() -> None:
+    """The bf16 gate runs the IR in bf16, which needs a CPU that has it: say so in one line, up front."""
+    from ..runtimes.ov import cpu_bf16_reason
+
+    reason = cpu_bf16_reason()
+    if reason:
+        raise UnsupportedOptionError(f"--bf16: {reason}, so the bf16 gate cannot run here; "
+                                     "export on a CPU with bf16, or add --no-verify")
+
+
 def _prepare_int8(options: ExportOptions) -> None:
     """The quantizer, NNCF and the calibration images, checked before the model is loaded."""
     from ..calibration.source import select_images
@@ -100,12 +112,17 @@ def _prepare_int8(options: ExportOptions) -> None:
 
 
 def artifact_spec(spec: ModelSpec, options: ExportOptions) -> ModelSpec:
-    """The checkpoint's spec as the artifact will carry it: size, output names and precision."""
+    """The checkpoint's spec as the artifact will carry it: size, output names, precision, and the
+    backend settings its gate runs with (`runtimes.settings`: what `Runtime` applies by default)."""
     from ..model import DeployHead
+    from ..runtimes.settings import RUNTIME_KEY, runtime_record
+    from .verify import verify_options
 
+    record = runtime_record(options.capability.verify_backend, verify_options(options))
     return spec.replace(input_size=options.input_size or spec.input_size,
                         output_names=DeployHead.output_names(options.outputs),
-                        extra={**spec.extra, "precision": options.precision, "format": options.fmt})  # fmt: skip
+                        extra={**spec.extra, "precision": options.precision, "format": options.fmt,
+                               RUNTIME_KEY: record})  # fmt: skip
 
 
 def _is_folder(out: str | os.PathLike) -> bool:

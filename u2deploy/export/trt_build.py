@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,10 @@ from ..runtimes.trt_support import (
 )
 from ..spec import ModelSpec
 from .options import ExportOptions, TensorRTOptions
+
+if TYPE_CHECKING:  # NVIDIA's API, for mypy with tensorrt-stubs (tests/trt/test_typecheck.py); never imported
+    import tensorrt as trt_api
+
 from .trt_checks import (
     BuildMode,
     check_engine_precision,
@@ -61,7 +65,7 @@ def _say(progress: bool, text: str) -> None:
         print(f"      {text}", file=sys.stderr, flush=True)
 
 
-def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path, strongly_typed: bool,
+def _parse(trt: Any, builder: trt_api.Builder, logger: Any, onnx_path: Path, strongly_typed: bool,
            features: TrtFeatures) -> tuple[Any, Any]:
     """(network, parser); the parser owns the weights and must outlive the build."""
     flags = 0  # TensorRT 11 networks are always strongly typed; on 10.x it is an opt-in creation flag
@@ -76,13 +80,13 @@ def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path, strongly_typed:
     return network, parser
 
 
-def _layer_types(network: Any) -> Iterable[tuple[str, list[str]]]:
+def _layer_types(network: trt_api.INetworkDefinition) -> Iterable[tuple[str, list[str]]]:
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         yield _name(layer.type), [_name(layer.get_output(j).dtype) for j in range(layer.num_outputs)]
 
 
-def _parse_and_choose(trt: Any, builder: Any, logger: Any, onnx_path: Path, features: TrtFeatures, precision: str,
+def _parse_and_choose(trt: Any, builder: trt_api.Builder, logger: Any, onnx_path: Path, features: TrtFeatures, precision: str,
                       calibration: bool, dla: bool) -> tuple[Any, Any, str, BuildMode]:
     """Parse strongly typed where possible, read the graph's precision, re-parse if the mode needs weak typing."""
     provisional = features.strongly_typed_only or features.strongly_typed_flag
@@ -94,7 +98,7 @@ def _parse_and_choose(trt: Any, builder: Any, logger: Any, onnx_path: Path, feat
     return network, parser, graph, mode
 
 
-def _network_profile(network: Any, profile: Profile | None, onnx_path: Path) -> tuple[Profile, bool]:
+def _network_profile(network: trt_api.INetworkDefinition, profile: Profile | None, onnx_path: Path) -> tuple[Profile, bool]:
     """(the profile to build, whether the network input is dynamic), checked against the parsed input."""
     if network.num_inputs != 1:
         raise ExportError(f"{onnx_path.name}: a U2-Net graph has one input, this one has {network.num_inputs}")
@@ -123,7 +127,7 @@ def default_timing_cache(features: TrtFeatures, host: dict[str, Any]) -> Path:
     return cache_dir() / "tensorrt" / f"timing_trt{features.version}_sm{capability}_{gpu}.cache"
 
 
-def _timing_cache(config: Any, path: Path) -> tuple[Any, str]:
+def _timing_cache(config: trt_api.IBuilderConfig, path: Path) -> tuple[Any, str]:
     """Load the cache at `path` into `config` (a new one when absent or made elsewhere); (cache, state)."""
     data = path.read_bytes() if path.is_file() else b""
     state = "reused" if data else "new"
@@ -138,7 +142,7 @@ def _timing_cache(config: Any, path: Path) -> tuple[Any, str]:
     return cache, state
 
 
-def _configure(trt: Any, builder: Any, mode: BuildMode, profile: Profile, dynamic: bool, precision: str,
+def _configure(trt: Any, builder: trt_api.Builder, mode: BuildMode, profile: Profile, dynamic: bool, precision: str,
                knobs: TensorRTOptions) -> Any:
     config = builder.create_builder_config()
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the layer-precision check reads it
@@ -157,7 +161,7 @@ def _configure(trt: Any, builder: Any, mode: BuildMode, profile: Profile, dynami
     return config
 
 
-def _dla(trt: Any, config: Any, network: Any, core: int) -> dict[str, Any]:
+def _dla(trt: Any, config: trt_api.IBuilderConfig, network: trt_api.INetworkDefinition, core: int) -> dict[str, Any]:
     """Target DLA core `core` with GPU fallback; report which layers DLA can take."""
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = core
@@ -165,7 +169,7 @@ def _dla(trt: Any, config: Any, network: Any, core: int) -> dict[str, Any]:
     return dla_placement([(layer.name, _name(layer.type), bool(config.can_run_on_DLA(layer))) for layer in layers])
 
 
-def _build(builder: Any, network: Any, config: Any, logger: Any, onnx_path: Path, features: TrtFeatures) -> bytes:
+def _build(builder: trt_api.Builder, network: trt_api.INetworkDefinition, config: trt_api.IBuilderConfig, logger: Any, onnx_path: Path, features: TrtFeatures) -> bytes:
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:  # the builder does not raise; it logs and returns None
         raise ExportError(f"{onnx_path.name}: TensorRT {features.version} could not build an engine: "
@@ -178,13 +182,13 @@ def _inspect(trt: Any, logger: Any, plan: bytes, profile: Profile, dla_core: int
     runtime = trt.Runtime(logger)
     if dla_core is not None:
         runtime.DLA_core = dla_core
-    engine = runtime.deserialize_cuda_engine(plan)
+    engine: trt_api.ICudaEngine | None = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         raise ExportError(f"the engine just built does not deserialize: {logger.error_text() or 'no error logged'}")
-    context = engine.create_execution_context()
+    context: trt_api.IExecutionContext = engine.create_execution_context()
     if not profile.is_static:
         context.set_input_shape(profile.name, profile.opt)
-    inspector = engine.create_engine_inspector()
+    inspector: trt_api.EngineInspector = engine.create_engine_inspector()
     setattr(inspector, "execution_context" if hasattr(inspector, "execution_context") else "context", context)
     return inspector.get_engine_information(trt.LayerInformationFormat.JSON)
 
@@ -195,7 +199,7 @@ def _calibrator(calibration: Iterable[np.ndarray] | None, input_name: str, out: 
     return entropy_calibrator(calibration, input_name, cache=out.with_name(out.name + ".calibration.cache"))
 
 
-def _setup(trt: Any, builder: Any, network: Any, features: TrtFeatures, mode: BuildMode, profile: Profile,
+def _setup(trt: Any, builder: trt_api.Builder, network: trt_api.INetworkDefinition, features: TrtFeatures, mode: BuildMode, profile: Profile,
            dynamic: bool, precision: str, knobs: TensorRTOptions, host: dict[str, Any],
            calibration: Iterable[np.ndarray] | None, out: Path) -> tuple[Any, dict[str, Any]]:
     """The builder config with every knob, DLA and the timing cache; (config, what was set up).
@@ -232,7 +236,8 @@ def onnx_to_tensorrt(onnx_path: str | Path, out: str | Path, *, precision: str =
                      profile: Profile | None = None, calibration: Iterable[np.ndarray] | None = None,
                      workspace_gb: float | None = None, opt_level: int | None = None,
                      timing_cache: str | Path | None = None, dla_core: int | None = None,
-                     write_manifest: bool = True, progress: bool = False) -> dict[str, Any]:
+                     write_manifest: bool = True, progress: bool = False,
+                     accept_unseen_precision: bool = False) -> dict[str, Any]:
     """Build `out`, a raw TensorRT plan, from a precision-encoded ONNX; return the manifest's `tensorrt` record.
 
     Args:
@@ -248,6 +253,8 @@ def onnx_to_tensorrt(onnx_path: str | Path, out: str | Path, *, precision: str =
         dla_core: build for this DLA core with GPU fallback (FP16/INT8, static shapes).
         write_manifest: also write `<out>.json` (the export pipeline writes a fuller one itself).
         progress: print what was decided on stderr.
+        accept_unseen_precision: keep an fp16/int8 engine whose layer precisions the inspector hides
+            (recorded in the manifest as the verdict) instead of refusing it.
     """
     trt = require("tensorrt", "building TensorRT engines")
     features = detect_features(trt)
@@ -266,7 +273,8 @@ def onnx_to_tensorrt(onnx_path: str | Path, out: str | Path, *, precision: str =
                    f"timing cache {setup['cache_state']}")  # fmt: skip
     plan = _build(builder, network, config, logger, onnx_path, features)
     atomic_write_bytes(setup["cache_path"], bytes(config.get_timing_cache().serialize()))
-    layers = check_engine_precision(_inspect(trt, logger, plan, profile, dla_core), precision, out.name, mode.hint)
+    layers = check_engine_precision(_inspect(trt, logger, plan, profile, dla_core), precision, out.name, mode.hint,
+                                    accept_unseen_precision)
     _say(progress, f"engine layers by precision {layers.get('by_precision', {})}: {layers['verdict']}")
     atomic_write_bytes(out, plan)
     record = _record(features, host, graph, mode, profile, knobs, setup, layers, onnx_path, plan)
@@ -340,7 +348,8 @@ def export_tensorrt(loaded: Any, path: Path, spec: ModelSpec, options: ExportOpt
         record = onnx_to_tensorrt(onnx_path, path, precision=options.precision, profile=profile_for(spec, options),
                                   workspace_gb=knobs.workspace_gb, opt_level=knobs.opt_level,
                                   timing_cache=knobs.timing_cache, dla_core=knobs.dla_core, write_manifest=False,
-                                  progress=options.progress)  # fmt: skip
+                                  progress=options.progress,
+                                  accept_unseen_precision=knobs.accept_unseen_precision)  # fmt: skip
     finally:
         for temp in temporary:
             temp.unlink(missing_ok=True)

@@ -192,8 +192,8 @@ class LayerRecord:
 def tensor_precision(text: str) -> str | None:
     """'Channel major FP16 format where channel % 8 == 0' -> 'fp16'; 'Float' -> 'fp32'; 'N/A ...' -> None."""
     lowered = text.lower()
-    if not lowered or lowered.startswith("n/a"):
-        return None
+    if not lowered or lowered.startswith("n/a") or "uint8" in lowered:
+        return None  # UInt8 is an image I/O format, not INT8 compute
     for token, name in (("int8", "int8"), ("fp8", "fp8"), ("bf16", "bf16"), ("bfloat", "bf16"), ("fp16", "fp16"),
                         ("half", "fp16"), ("fp32", "fp32"), ("float", "fp32")):
         if token in lowered:
@@ -246,7 +246,9 @@ def layer_records(info: str | dict[str, Any]) -> list[LayerRecord] | None:
 def precision_summary(records: Sequence[LayerRecord], requested: str) -> dict[str, Any]:
     """How much work runs at `requested` precision: convolution MACs, or compute layers if no conv is visible."""
     convs = [r for r in records if r.conv and r.precision and not r.opaque]
-    pool = convs or [r for r in records if r.kind not in _MOVEMENT and r.precision and not r.opaque]
+    # with no convolution visible, pointwise layers beside opaque (Myelin/DLA) ones prove nothing: share None
+    hidden = any(r.opaque for r in records)
+    pool = convs or ([] if hidden else [r for r in records if r.kind not in _MOVEMENT and r.precision])
     weight = (lambda r: r.macs or 1) if convs else (lambda r: 1)
     total = sum(weight(r) for r in pool)
     reduced = sum(weight(r) for r in pool if _RANK.get(r.precision, 2) <= _RANK.get(requested, 2))
@@ -258,20 +260,35 @@ def precision_summary(records: Sequence[LayerRecord], requested: str) -> dict[st
             "opaque_layers": sum(r.opaque for r in records), "wider_layers": wide[:10]}  # fmt: skip
 
 
-def check_engine_precision(info: str | dict[str, Any], requested: str, artifact: str, hint: str) -> dict[str, Any]:
+def _unseen(requested: str, artifact: str, why: str, accept: bool) -> str:
+    """The verdict for an engine whose layer precisions cannot be seen; ExportError unless `accept`."""
+    if not accept:
+        raise ExportError(f"{artifact}: {requested} cannot be confirmed: {why}; pass --accept-unseen-precision to "
+                          "keep it (recorded in the manifest)")
+    return f"not visible: {why} (accepted with --accept-unseen-precision)"
+
+
+def check_engine_precision(info: str | dict[str, Any], requested: str, artifact: str, hint: str,
+                           accept_unseen: bool = False) -> dict[str, Any]:
     """The precision summary of a built engine; ExportError when FP16/INT8 was asked and it mostly stayed wider.
 
-    Layers TensorRT hides (Myelin foreign nodes, DLA loadables) and names-only inspector output
-    cannot be judged: the summary says so (`verdict`), and the parity gate still judges accuracy.
+    An engine whose layer precisions cannot be seen (names-only inspector output; every compute
+    layer fused into Myelin/ForeignNode or placed on DLA) is refused too, unless `accept_unseen`
+    (`--accept-unseen-precision`, recorded in the manifest's options): "fp16" would otherwise be
+    a claim nobody checked. An fp32 request needs no such proof.
     """
     records = layer_records(info)
     if records is None:
-        return {"requested": requested, "verdict": "not visible: the inspector gave layer names only"}
+        if requested == "fp32":
+            return {"requested": requested, "verdict": "not judged for fp32"}
+        return {"requested": requested, "verdict": _unseen(requested, artifact, "the inspector gave layer names only",
+                                                           accept_unseen)}  # fmt: skip
     summary = precision_summary(records, requested)
     if requested == "fp32":
         return {**summary, "verdict": "not judged for fp32"}
     if summary["share"] is None:
-        return {**summary, "verdict": "not visible: TensorRT fused every compute layer into opaque nodes"}
+        why = "TensorRT hides the convolutions in opaque Myelin/DLA nodes"
+        return {**summary, "verdict": _unseen(requested, artifact, why, accept_unseen)}
     if summary["share"] < MIN_REDUCED_SHARE:
         names = ", ".join(f"'{n}'" for n in summary["wider_layers"][:3])
         raise ExportError(f"{artifact}: {requested} was asked for, but only {summary['share']:.0%} of the "

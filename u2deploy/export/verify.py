@@ -16,7 +16,7 @@ import numpy as np
 from .._deps import require
 from ..compare import ParityReport, parity_report
 from ..spec import ModelSpec
-from .options import ExportOptions
+from .options import ExportOptions, gate_tolerance
 
 __all__ = ["INT8_VERIFY_OPTIONS", "reference_inputs", "torch_reference", "verify_options", "run_artifact",
            "verify_artifact"]
@@ -51,10 +51,17 @@ def torch_reference(model: Any, batch: np.ndarray, outputs: str) -> dict[str, np
 INT8_VERIFY_OPTIONS: dict[str, dict[str, str]] = {"onnxruntime": {"graph_optimization": "disable"}}
 
 
+#: A bf16 IR is judged as it runs: OpenVINO's CPU plugin in bf16, in its PERFORMANCE mode (the
+#: convs the IR marks precise stay f32 inside that run; `ov_convert.keep_sensitive_f32`).
+BF16_VERIFY_OPTIONS: dict[str, str] = {"inference_precision": "bf16", "execution_mode": "performance"}
+
+
 def verify_options(options: ExportOptions) -> dict[str, str]:
     """The verifying backend's options for this export."""
     cap = options.capability
     extra = INT8_VERIFY_OPTIONS.get(cap.verify_backend, {}) if options.precision == "int8" else {}
+    if options.precision == "bf16":
+        extra = BF16_VERIFY_OPTIONS
     return {**cap.verify_options, **extra}
 
 
@@ -70,4 +77,4 @@ def verify_artifact(path: Path, reference: dict[str, np.ndarray], names: list[st
                     options: ExportOptions) -> ParityReport:
     """Run the artifact and judge it against `reference` with the precision's tolerance."""
     candidate = run_artifact(path, options, batch)
-    return parity_report(reference, candidate, names, options.precision, options.tolerance)
+    return parity_report(reference, candidate, names, options.precision, gate_tolerance(options))

@@ -20,7 +20,7 @@ import numpy as np
 from .._deps import available
 from ..errors import BackendError, MissingDependencyError
 
-__all__ = ["PROVIDERS", "provider_name", "cuda_memory"]
+__all__ = ["PROVIDERS", "provider_name", "cuda_memory", "cuda_python_problem"]
 
 PROVIDERS = ("cuda-python", "torch")
 _FIX = ("fix: pip install cuda-python (the 'tensorrt' extra includes it), or install a CUDA build of PyTorch "
@@ -43,10 +43,31 @@ def _torch_has_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def cuda_python_problem() -> str | None:
+    """Why cuda-python cannot reach a GPU here, from a real call (cudaGetDeviceCount), or None when it can.
+
+    An import that succeeds proves nothing: a cuda-python built for CUDA 13 imports on a CUDA 12
+    driver and fails at the first call (cudaErrorInsufficientDriver).
+    """
+    if not (available("cuda.bindings") or available("cuda.cudart")):
+        return "cuda-python is not installed"
+    try:
+        runtime = _cudart()
+        error, count = runtime.cudaGetDeviceCount()
+    except Exception as exc:  # noqa: BLE001 - a broken install raises anything from ImportError to RuntimeError
+        return f"cuda-python fails ({type(exc).__name__}: {str(exc)[:120]})"
+    if error != runtime.cudaError_t.cudaSuccess:
+        return f"cuda-python cannot use the driver ({getattr(error, 'name', error)})"
+    return None if count > 0 else "cuda-python sees no CUDA device"
+
+
 def provider_name(prefer: str | None = None) -> str | None:
-    """The provider `cuda_memory` would use: `prefer` if usable, else cuda-python, else a CUDA PyTorch."""
+    """The provider `cuda_memory` would use: `prefer` if usable, else cuda-python, else a CUDA PyTorch.
+
+    Usable means a real CUDA call succeeded (`cuda_python_problem`, `torch.cuda.is_available`).
+    """
     for name in [prefer] if prefer else PROVIDERS:
-        if name == "cuda-python" and (available("cuda.bindings") or available("cuda.cudart")):
+        if name == "cuda-python" and cuda_python_problem() is None:
             return name
         if name == "torch" and _torch_has_cuda():
             return name
@@ -61,7 +82,10 @@ def cuda_memory(device: int = 0, prefer: str | None = None) -> Any:
     if name is None:
         wanted = {"torch": "a CUDA build of PyTorch", "cuda-python": "cuda-python"}.get(
             prefer or "", "cuda-python or a CUDA build of PyTorch")
-        raise MissingDependencyError(f"the TensorRT backend needs {wanted} to put data on the GPU; {_FIX}")
+        why = cuda_python_problem() if prefer in (None, "cuda-python") else None
+        why = None if why == "cuda-python is not installed" else why  # installed but unusable is worth saying
+        raise MissingDependencyError(f"the TensorRT backend needs {wanted} to put data on the GPU"
+                                     f"{f' ({why})' if why else ''}; {_FIX}")
     if name == "torch":
         import torch
 
@@ -114,11 +138,22 @@ class CudaPythonMemory:
         self._check(self._rt.cudaStreamBeginCapture(self._stream, mode), "cudaStreamBeginCapture")
         try:
             enqueue()
+        except BaseException:
+            self._abandon_capture()  # the enqueue's error is the one to report, not the capture's
+            raise
+        graph = self._check(self._rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture")
+        try:
+            executable = self._check(self._rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
         finally:
-            graph = self._check(self._rt.cudaStreamEndCapture(self._stream), "cudaStreamEndCapture")
-        executable = self._check(self._rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
+            self._rt.cudaGraphDestroy(graph)  # the executable graph is independent of the captured one
         self._execs.append(executable)
         return lambda: self._check(self._rt.cudaGraphLaunch(executable, self._stream), "cudaGraphLaunch")
+
+    def _abandon_capture(self) -> None:
+        """End a capture that failed part-way and free what it recorded, ignoring errors (the stream is invalidated)."""
+        error, *values = self._rt.cudaStreamEndCapture(self._stream)
+        if error == self._rt.cudaError_t.cudaSuccess and values and values[0] is not None:
+            self._rt.cudaGraphDestroy(values[0])
 
     def close(self) -> None:
         for executable in self._execs:
@@ -180,4 +215,6 @@ class TorchMemory:
         return replay
 
     def close(self) -> None:
+        for graph in self._graphs:
+            graph.reset()  # frees the graph and its private memory pool now, not at garbage collection
         self._blocks, self._graphs = {}, []

@@ -96,13 +96,24 @@ class BaseBackend:
         self.inputs: list[TensorInfo] = []
         self.outputs: list[TensorInfo] = []
         self.precision = "fp32"
+        self.integrity = "not checked"
         self._loaded = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def load(self) -> None:
         if not self._loaded:
+            self._check_integrity()
             self._load()
             self._loaded = True
+
+    def _check_integrity(self) -> None:
+        """The files against the manifest's checksums (`integrity.py`), unless `verify_files=False`."""
+        from .integrity import check_artifact_files
+
+        if self.options.get("verify_files", True) is False:
+            self.integrity = "skipped: verify_files=False"
+        elif self.path.is_file():  # a missing file is the backend's error to report
+            self.integrity = check_artifact_files(self.path, read_sidecar(self.path))
 
     def close(self) -> None:
         self._loaded = False
@@ -163,6 +174,7 @@ class BaseBackend:
             "path": str(self.path),
             "device": self.device or "cpu",
             "precision": self.precision,
+            "integrity": self.integrity,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
             "spec": self.spec.to_dict(),

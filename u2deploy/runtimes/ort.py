@@ -9,8 +9,9 @@ import numpy as np
 
 from .._deps import require
 from ..errors import BackendError, ModelLoadError, UnsupportedOptionError, first_line
-from ..spec import METADATA_KEY
-from .base import BaseBackend, TensorInfo, spec_from_metadata
+from ..spec import METADATA_KEY, ModelSpec
+from .base import BaseBackend, TensorInfo, read_sidecar, spec_from_metadata
+from .settings import resolve_settings
 
 __all__ = ["OrtBackend", "providers_for"]
 
@@ -34,7 +35,8 @@ def providers_for(device: str | None, installed: list[str]) -> list[str]:
 
 class OrtBackend(BaseBackend):
     """Options: `threads` (intra-op), `graph_optimization` ('all', 'extended', 'basic', 'disable';
-    'disable' computes Q/DQ graphs literally, the closest CPU proxy for an exact INT8 engine),
+    'disable' computes Q/DQ graphs literally, the closest CPU proxy for an exact INT8 engine; by
+    default what the artifact's gate ran with, `settings.py`),
     `strict` (fail instead of falling back to CPU when a GPU provider was asked for)."""
 
     name: ClassVar[str] = "onnxruntime"
@@ -49,7 +51,8 @@ class OrtBackend(BaseBackend):
         if missing and self.options.get("strict"):
             raise BackendError(f"{self.path.name}: execution provider(s) {', '.join(missing)} not available in this "
                                "onnxruntime; install onnxruntime-gpu with a matching CUDA, or use device='cpu'")
-        self._session = self._create_session(ort, [p for p in wanted if p in installed])
+        self.requested_providers = wanted
+        self._session = self._verified_session(ort, [p for p in wanted if p in installed])
         self._check_fallback(wanted)
         self._fill_io()
         self._ort = ort
@@ -58,7 +61,7 @@ class OrtBackend(BaseBackend):
         options = ort.SessionOptions()
         if self.options.get("threads"):
             options.intra_op_num_threads = int(self.options["threads"])
-        level = self.options.get("graph_optimization", "all")
+        level = self.settings.values.get("graph_optimization", "all")
         if level not in _OPT_LEVELS:
             raise UnsupportedOptionError(f"graph_optimization '{level}' unknown; use {', '.join(_OPT_LEVELS)}")
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _OPT_LEVELS[level])
@@ -95,6 +98,35 @@ class OrtBackend(BaseBackend):
         props = self._session.get_modelmeta().custom_metadata_map
         self.spec = spec_from_metadata(self.path, props.get(METADATA_KEY), self.inputs[0], [t.name for t in self.outputs])
         self.precision = self.spec.extra.get("precision", "fp32")
+
+    def _verified_session(self, ort, providers: list[str]):
+        """A session with the settings the artifact's gate ran with (unless the user gave them).
+
+        The record sits in the model's metadata, which ORT reads only with a session; the session
+        is built with the sidecar's copy of the record (or the default) and rebuilt in the rare
+        case the embedded record asks for other settings.
+        """
+        sidecar = read_sidecar(self.path) or {}
+        extra = (sidecar.get("spec") or {}).get("extra") or {}
+        self.settings = resolve_settings(self.name, extra, self.options, self.path.name)
+        session = self._create_session(ort, providers)
+        embedded = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if embedded:
+            settings = resolve_settings(self.name, ModelSpec.from_json(embedded).extra, self.options, self.path.name)
+            if settings.values != self.settings.values:
+                self.settings, session = settings, None  # free the first session before building the second
+                session = self._create_session(ort, providers)
+            self.settings = settings
+        return session
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info["providers"] = list(self.providers)
+        info["requested_providers"] = list(self.requested_providers)
+        info["fallback"] = self.providers[0] != self.requested_providers[0]
+        info["graph_optimization"] = self.settings.values.get("graph_optimization", "all")
+        info["settings"] = self.settings.to_dict()
+        return info
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [t.name for t in self.outputs]

@@ -11,18 +11,30 @@ from .._deps import require
 from ..errors import BackendError, ModelLoadError, UnsupportedOptionError, first_line
 from ..spec import METADATA_KEY
 from .base import BaseBackend, TensorInfo, spec_from_metadata
+from .settings import resolve_settings
 
-__all__ = ["OpenVinoBackend"]
+__all__ = ["OpenVinoBackend", "cpu_bf16_reason"]
 
 _HINTS = ("latency", "throughput", "cumulative_throughput")
 _EXECUTION_MODES = ("performance", "accuracy")
 _VIRTUAL_DEVICES = ("AUTO", "MULTI", "HETERO", "BATCH")
+#: OpenVINO element type -> the precision names u2deploy reports
+_PRECISIONS = {"f32": "fp32", "f16": "fp16", "bf16": "bf16"}
+_RANK = {"int8": 0, "bf16": 1, "fp16": 2, "fp32": 3}
+
+
+def cpu_bf16_reason() -> str | None:
+    """Why OpenVINO cannot compute bf16 on this CPU (it then silently runs f32), or None when it can."""
+    ov = require("openvino", "bf16 with OpenVINO")
+    if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return None
+    return "this CPU has no bf16 instructions (AVX512_BF16 or AMX)"
 
 
 class OpenVinoBackend(BaseBackend):
     """Options: `hint` ('latency', 'throughput', 'cumulative_throughput'), `inference_precision`
-    ('f32', 'f16', 'bf16'; f32 for parity runs), `execution_mode` ('performance', 'accuracy'),
-    `threads`, `cache_dir` (compiled-model cache).
+    ('f32', 'f16', 'bf16') and `execution_mode` ('performance', 'accuracy'), both by default what
+    the artifact's gate ran with (`settings.py`), `threads`, `cache_dir` (compiled-model cache).
 
     Thread safety: each thread gets its own InferRequest, so `infer` may be called concurrently.
     """
@@ -47,6 +59,7 @@ class OpenVinoBackend(BaseBackend):
             raise BackendError(f"{self.path}: OpenVINO cannot compile it for {self.device} ({message})") from None
         self._local = threading.local()
         self._ov = ov
+        self.precision = self._engine_precision()
 
     @staticmethod
     def _check_device(device: str, available: list[str]) -> str:
@@ -64,9 +77,10 @@ class OpenVinoBackend(BaseBackend):
         if hint not in _HINTS:
             raise UnsupportedOptionError(f"OpenVINO hint '{hint}' unknown; use {', '.join(_HINTS)}")
         config["PERFORMANCE_HINT"] = hint.upper()
-        if self.options.get("inference_precision"):
-            config["INFERENCE_PRECISION_HINT"] = self.options["inference_precision"]
-        mode = self.options.get("execution_mode")
+        settings = self.settings.values
+        if settings.get("inference_precision"):
+            config["INFERENCE_PRECISION_HINT"] = settings["inference_precision"]
+        mode = settings.get("execution_mode")
         if mode is not None and mode not in _EXECUTION_MODES:
             raise UnsupportedOptionError(f"OpenVINO execution_mode '{mode}' unknown; use {', '.join(_EXECUTION_MODES)}")
         if mode:
@@ -87,7 +101,36 @@ class OpenVinoBackend(BaseBackend):
         self._check_u2net_io()  # before the spec is read from a graph that may not have one image input
         embedded = model.get_rt_info([METADATA_KEY]).astype(str) if model.has_rt_info([METADATA_KEY]) else None
         self.spec = spec_from_metadata(self.path, embedded, self.inputs[0], [t.name for t in self.outputs])
-        self.precision = self.spec.extra.get("precision", "fp32")
+        self.settings = resolve_settings(self.name, self.spec.extra, self.options, self.path.name)
+
+    def _engine_precision(self) -> str:
+        """The narrower of what the weights hold and what the compiled model computes in (read back from it).
+
+        An fp32 IR run in bf16 is bf16; an fp16 IR run at f32 keeps its fp16-rounded weights, so fp16;
+        a bf16 IR (fp32 weights) on a CPU without bf16 runs f32, so fp32; an int8 IR is int8.
+        """
+        stored = {"bf16": "fp32"}.get(self.spec.extra.get("precision", "fp32"), self.spec.extra.get("precision", "fp32"))
+        engine = _PRECISIONS.get(self._engine_property("INFERENCE_PRECISION_HINT"))
+        if engine is None:
+            return stored
+        return min(stored, engine, key=lambda p: _RANK.get(p, 3))
+
+    def _engine_property(self, name: str) -> str:
+        try:
+            value = self._compiled.get_property(name)
+        except RuntimeError:  # a device (or AUTO) that does not report it
+            return "unknown"
+        if hasattr(value, "get_type_name"):  # an element type: 'f32', 'bf16', 'f16'
+            return value.get_type_name()
+        return getattr(value, "name", str(value))  # an enum such as ExecutionMode.ACCURACY
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info["artifact_precision"] = self.spec.extra.get("precision", "fp32")
+        info["inference_precision"] = self._engine_property("INFERENCE_PRECISION_HINT")
+        info["execution_mode"] = self._engine_property("EXECUTION_MODE_HINT").lower()
+        info["settings"] = self.settings.to_dict()
+        return info
 
     def _request(self):
         request = getattr(self._local, "request", None)

@@ -171,6 +171,27 @@ class Runtime:
         info["versions"] = {"u2deploy": __version__, **info["versions"]}
         return info
 
+    def summary(self) -> str:
+        """`describe()` for people: a few lines, one topic each (`u2deploy predict -v` prints it)."""
+        info = self.describe()
+        shape = "x".join("?" if d is None else str(d) for d in info["input_shape"])
+        lines = [f"model:     {info['path']} ({info['spec'].get('arch', '?')}, task {info['task']})",
+                 f"backend:   {info['backend']} on {info['device']}, input {shape}, {info['mode']} processing",
+                 f"precision: {info['precision']} (artifact {info.get('artifact_precision', info['precision'])})"]
+        for key in ("inference_precision", "execution_mode", "graph_optimization", "providers", "requested_providers",
+                    "fallback", "layer_precisions"):
+            if key in info:
+                value = ", ".join(map(str, info[key])) if isinstance(info[key], list) else info[key]
+                lines.append(f"  {key.replace('_', ' ')}: {value}")
+        settings = info.get("settings")
+        if settings:
+            applied = ", ".join(f"{k}={v}" for k, v in settings["applied"].items()) or "backend defaults"
+            lines.append(f"settings:  {applied} (from {settings['source']})")
+        if "integrity" in info:
+            lines.append(f"integrity: {info['integrity']}")
+        lines.append("versions:  " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
+        return "\n".join(lines)
+
     def close(self) -> None:
         self._backend.close()
 

@@ -10,7 +10,7 @@ that rebuilds it, rather than with TensorRT's serialization assertion.
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .trt_support import (
     rebuild_command,
     require_supported,
 )
+
+if TYPE_CHECKING:  # NVIDIA's API, for mypy with tensorrt-stubs (tests/trt/test_typecheck.py); never imported
+    import tensorrt as trt_api
 
 __all__ = ["TrtBackend"]
 
@@ -52,17 +55,18 @@ class TrtBackend(BaseBackend):
         gpu, dla_core = parse_device(self.device)
         manifest = read_sidecar(self.path)
         record = (manifest or {}).get("tensorrt") or {}
+        self._layers = record.get("layers") or {}  # the inspector's verdict at build time (export/trt_checks.py)
         dla_core = record.get("dla_core") if dla_core is None else dla_core
         self._logger = capturing_logger(trt)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime: trt_api.Runtime = trt.Runtime(self._logger)
         if record and self.options.get("check_host", True):
             host = {"tensorrt": self._features.version, "host": hardware.host_record(gpu),
                     "dla_cores": getattr(self._runtime, "num_DLA_cores", None)}
             for note in check_host(self.path, record, host, manifest):
                 warnings.warn(f"{self.path.name}: {note}", RuntimeWarning, stacklevel=3)
         self._memory = cuda_memory(gpu, self.options.get("memory"))
-        self._engine = self._deserialize(dla_core, manifest)
-        self._context = self._engine.create_execution_context()
+        self._engine: trt_api.ICudaEngine = self._deserialize(dla_core, manifest)
+        self._context: trt_api.IExecutionContext = self._engine.create_execution_context()
         if self._context is None:
             raise BackendError(f"{self.path.name}: TensorRT could not create an execution context "
                                f"({self._logger.error_text() or 'out of GPU memory?'})")
@@ -71,7 +75,7 @@ class TrtBackend(BaseBackend):
         self._allocate()
         self.device = f"dla:{dla_core}" if dla_core is not None else f"cuda:{gpu}"
 
-    def _deserialize(self, dla_core: int | None, manifest: dict[str, Any] | None) -> Any:
+    def _deserialize(self, dla_core: int | None, manifest: dict[str, Any] | None) -> trt_api.ICudaEngine:
         if dla_core is not None:
             self._runtime.DLA_core = dla_core  # before deserializing (DEPLOY_APIS section 4)
         engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -166,10 +170,20 @@ class TrtBackend(BaseBackend):
 
     def close(self) -> None:
         memory, self._memory = getattr(self, "_memory", None), None
-        self._graph = self._context = self._engine = None  # TensorRT objects go before the buffers they point at
+        # TensorRT objects go before the buffers they point at
+        self._graph = self._context = self._engine = None  # type: ignore[assignment]
         if memory is not None:
             memory.close()
         super().close()
+
+    def describe(self) -> dict[str, Any]:
+        """Adds the engine inspector's verdict recorded at build: layers by precision and whether it was seen."""
+        info = super().describe()
+        layers = self._layers
+        by_precision = ", ".join(f"{k} {v}" for k, v in (layers.get("by_precision") or {}).items())
+        info["layer_precisions"] = (f"{layers.get('verdict', 'not recorded')}" + (f" ({by_precision})" if by_precision
+                                                                                     else ""))  # fmt: skip
+        return info
 
     def _versions(self) -> dict[str, str]:
         return {"tensorrt": self._features.version, "memory": self._memory.name if self._memory else ""}
