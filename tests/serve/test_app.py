@@ -149,9 +149,8 @@ def test_rembg_compatible_endpoint(client, runtime, photo_files):
     over = _pixels(client.post("/api/remove?bgc=255,0,0,255", files={"file": ("m.jpg", data)}).content)
     assert over.shape[2] == 4 and (over[..., 3] == 255).all()
     assert np.abs(over[..., :3].astype(int) - processing.composite(image, saliency, (255, 0, 0))).max() <= 1
-    for field in ("a", "ppm", "dc"):
-        _one_line_error(client.post("/api/remove", files={"file": ("m.jpg", data)}, data={field: "true"}), 501,
-                        "not_implemented")
+    _one_line_error(client.post("/api/remove", files={"file": ("m.jpg", data)}, data={"dc": "true"}), 501,
+                    "not_implemented")
     assert client.post("/api/remove", files={"file": ("m.jpg", data)}, data={"af": "300"}).status_code == 422
     _one_line_error(client.post("/api/remove", files={"file": ("m.txt", b"text")}), 400, "bad_input")
 
@@ -196,3 +195,28 @@ def test_model_loaded_from_a_path_reports_failure_on_readyz(tmp_path):
         assert broken.get("/healthz").status_code == 200
         _one_line_error(broken.post("/v1/predict", content=b"x"), 503, "not_ready")
         assert json.loads(broken.get("/v1/model").text)["kind"] == "not_ready"
+
+
+def test_refinement_is_the_same_code_as_predict(client, runtime, photo_files):
+    """`refine`/`post` on /v1/predict and rembg's a/af/ab/ae/ppm on /api/remove run `u2deploy.refine`."""
+    from u2deploy.refine import RefineOptions, refine_full
+
+    data = photo_files["coffee"]
+    image, saliency = processing.load_image(data), runtime.predict(data)
+    guided = client.post("/v1/predict?output=cutout&refine=guided", content=data)
+    assert np.array_equal(_pixels(guided.content), processing.cutout(image, saliency, refine="guided"))
+    smooth = client.post("/v1/predict?output=mask&post=smooth", content=data)
+    smoothed = refine_full(saliency, image, RefineOptions(post="smooth")).alpha
+    assert np.array_equal(_pixels(smooth.content), processing.to_mask_u8(smoothed))
+    # matting on a small PNG crop, with room for pymatting's first-call compilation
+    small = encode_photo(np.asarray(image)[:96, :128], "PNG")
+    matting = RefineOptions(mode="matting", fg_threshold=200, bg_threshold=20, erode=5)
+    with serve_client(runtime, timeout_s=600) as patient:
+        reply = patient.post("/api/remove", files={"file": ("c.png", small)},
+                             data={"a": "true", "af": "200", "ab": "20", "ae": "5"})
+    assert reply.status_code == 200, reply.text
+    crop = processing.load_image(small)
+    assert np.array_equal(_pixels(reply.content), processing.cutout(crop, runtime.predict(crop), refine=matting))
+    _one_line_error(client.post("/v1/predict?refine=magic", content=data), 400, "bad_input")
+    _one_line_error(client.post("/api/remove", files={"file": ("c.jpg", data)},
+                                data={"a": "true", "af": "10", "ab": "20"}), 400, "bad_input")

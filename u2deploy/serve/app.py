@@ -124,18 +124,21 @@ class ServeState:
         finally:
             self.metrics.observe(stage, time.perf_counter() - start)
 
-    async def respond(self, data: bytes, output: str, fmt: str, background: Any = None) -> tuple[bytes, dict[str, str]]:
+    async def respond(self, data: bytes, output: str, fmt: str, background: Any = None,
+                      refine: Any = None) -> tuple[bytes, dict[str, str]]:
         """Decode, batch, render and encode one image under the queue bound and the request timeout."""
         batcher = self.check_ready()
         batcher.admit()
         try:
-            return await asyncio.wait_for(self._respond(batcher, data, output, fmt, background), self.settings.timeout_s)
+            return await asyncio.wait_for(self._respond(batcher, data, output, fmt, background, refine),
+                                          self.settings.timeout_s)
         except asyncio.TimeoutError:
             raise RequestTimeoutError(f"no reply within {self.settings.timeout_s:g} s (--timeout); retry or lower the load") from None
         finally:
             batcher.release()
 
-    async def _respond(self, batcher: Batcher, data: bytes, output: str, fmt: str, background: Any) -> tuple[bytes, dict[str, str]]:
+    async def _respond(self, batcher: Batcher, data: bytes, output: str, fmt: str, background: Any,
+                       refine: Any) -> tuple[bytes, dict[str, str]]:
         times = {"start": time.perf_counter()}
         image = await self.in_pool("decode", decode_image, data, self.settings.max_pixels)
         if isinstance(background, bytes):
@@ -143,7 +146,7 @@ class ServeState:
         times["decode"] = time.perf_counter()
         saliency = await batcher.run_admitted(image)
         times["model"] = time.perf_counter()
-        body = await self.in_pool("encode", lambda: encode(render(output, image, saliency, background), fmt))
+        body = await self.in_pool("encode", lambda: encode(render(output, image, saliency, background, refine), fmt))
         times["encode"] = time.perf_counter()
         self.metrics.observe("total", times["encode"] - times["start"])
         return body, {"Server-Timing": _server_timing(times), "X-U2Deploy-Size": f"{image.shape[1]}x{image.shape[0]}"}

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import processing
 from ..errors import InputError, U2DeployError
+from ..refine import RefineOptions, refine_full
 
 __all__ = ["TooLargeError", "decode_image", "parse_colour", "render", "encode", "choose_format",
            "OUTPUTS", "FORMATS", "MEDIA_TYPES"]
@@ -68,8 +69,23 @@ def parse_colour(text: str) -> tuple[int, ...]:
     return values
 
 
-def render(output: str, image: np.ndarray, saliency: np.ndarray, background: Any = None) -> np.ndarray:
-    """The reply's pixels: uint8 mask, RGBA cut-out, RGB composite, or the float32 map itself."""
+def render(output: str, image: np.ndarray, saliency: np.ndarray, background: Any = None,
+           refine: RefineOptions | None = None) -> np.ndarray:
+    """The reply's pixels: uint8 mask, RGBA cut-out, RGB composite, or the float32 map itself.
+
+    `refine` (``--refine``/rembg's ``a``/``ppm``) turns the map into a refined alpha first, with the
+    object's clean colours for matting cut-outs: the same `u2deploy.refine` code as `predict`.
+    """
+    if refine is not None and refine.active:
+        if output in ("map", "mask"):
+            saliency = refine_full(saliency, image, refine, foreground=False).alpha
+        elif output == "cutout":
+            return processing.cutout(image, saliency, refine=refine)
+        elif output == "composite" and not (isinstance(background, tuple) and len(background) == 4):
+            return processing.composite(image, saliency, background if background is not None else (255, 255, 255),
+                                        refine=refine)  # fmt: skip
+        else:  # rembg's bgc with alpha: the refined cut-out over the colour
+            return over_colour(processing.cutout(image, saliency, refine=refine), background)
     if output == "map":
         return np.asarray(saliency, np.float32)
     if output == "mask":

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from ..refine import RefineOptions
 from .app import (
     NotImplementedOptionError,
     ServeState,
@@ -32,7 +33,6 @@ _IMAGE_BODY = {"requestBody": {"content": {
     }}},
     "image/*": {"schema": {"type": "string", "format": "binary"}},
 }}}
-_REMBG_UNSUPPORTED = {"a": "alpha matting", "ppm": "mask post-processing", "dc": "edge decontamination"}
 
 
 def add_routes(app: FastAPI, state: ServeState) -> None:
@@ -49,13 +49,16 @@ def _add_predict(app: FastAPI, state: ServeState) -> None:
                       output: Annotated[str, Query(description="mask, cutout (RGBA), composite or map (float32 .npy)")] = "cutout",
                       format: Annotated[str | None, Query(description="png, jpeg, webp or npy; default from Accept, else png")] = None,
                       background: Annotated[str | None, Query(description="composite colour: R,G,B or #rrggbb")] = None,
+                      refine: Annotated[str, Query(description="edge refinement: none, guided or matting")] = "none",
+                      post: Annotated[str, Query(description="mask post-processing: none or smooth")] = "none",
                       ) -> Response:
         """Mask, cut-out, composite or float map of one image (multipart field `file`, or the raw body)."""
         output = parse_output(output)
         fmt = choose_format(format, request.headers.get("accept"), output)
         colour = parse_background(background)
         data, back = await _image_and_background(request, state)
-        body, headers = await state.respond(data, output, fmt, back if back is not None else colour)
+        options = RefineOptions(mode=refine, post=post)  # a bad value is a one-line 400
+        body, headers = await state.respond(data, output, fmt, back if back is not None else colour, options)
         return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
@@ -78,25 +81,27 @@ def _add_rembg(app: FastAPI, state: ServeState) -> None:
     @app.post("/api/remove", response_class=Response, responses={200: {"content": {"image/png": {}}}})
     async def remove(file: Annotated[UploadFile, File(description="the image")],
                      model: Annotated[str, Form(description="accepted and ignored: the server runs one model")] = "u2net",
-                     a: Annotated[bool, Form(description="alpha matting (not implemented: 501)")] = False,
+                     a: Annotated[bool, Form(description="alpha matting (closed-form, pymatting)")] = False,
                      af: Annotated[int, Form(ge=0, le=255)] = 240, ab: Annotated[int, Form(ge=0, le=255)] = 10,
                      ae: Annotated[int, Form(ge=0)] = 10,
                      om: Annotated[bool, Form(description="only the mask")] = False,
-                     ppm: Annotated[bool, Form(description="post-process the mask (not implemented: 501)")] = False,
-                     dc: Annotated[bool, Form(description="decontaminate edges (not implemented: 501)")] = False,
+                     ppm: Annotated[bool, Form(description="post-process the mask (open, blur, threshold)")] = False,
+                     dc: Annotated[bool, Form(description="decontaminate edges: with a=true (matting estimates "
+                                                          "the object's own colours); alone, 501")] = False,
                      bgc: Annotated[str | None, Query(description="background colour R,G,B,A")] = None,
                      extras: Annotated[str | None, Query(description="accepted and ignored")] = None) -> Response:
         """rembg-compatible removal (`rembg s`'s POST /api/remove): RGBA PNG cut-out, or the mask with `om`."""
-        for name, value in {"a": a, "ppm": ppm, "dc": dc}.items():
-            if value:
-                raise NotImplementedOptionError(f"{_REMBG_UNSUPPORTED[name]} ({name}=true) is not implemented by "
-                                                f"u2deploy serve; send {name}=false")
+        if dc and not a:
+            raise NotImplementedOptionError("edge decontamination without matting (dc=true, a=false) is not "
+                                            "implemented: send a=true too, matting decontaminates the colours")
+        options = RefineOptions(mode="matting" if a else "none", post="smooth" if ppm else "none",
+                                fg_threshold=af, bg_threshold=ab, erode=ae)  # fmt: skip
         data = await read_upload(file, state.settings.max_upload_bytes, "file")
         output = "mask" if om else ("composite" if bgc else "cutout")
         colour = parse_background(bgc) if bgc and not om else None
         if colour is not None and len(colour) == 3:
             colour = (*colour, 255)
-        body, headers = await state.respond(data, output, "png", colour)
+        body, headers = await state.respond(data, output, "png", colour, options)
         headers["X-U2Deploy-Model"] = state.runtime.path.name
         return Response(body, media_type="image/png", headers=headers)
 
