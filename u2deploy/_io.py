@@ -151,6 +151,22 @@ def output_error(exc: OSError, target: str | os.PathLike, done: str = "") -> Out
     return OutputError(f"cannot write {target}: {why}; {fix}" + (f" ({done})" if done else ""))
 
 
+@contextlib.contextmanager
+def removed_on_failure(folder: str | os.PathLike) -> Iterator[None]:
+    """The folders of `folder`'s path that do not exist yet are removed again (when empty) if the block fails.
+
+    A failed predict or export then leaves no empty `-o` folder behind.
+    """
+    created = [path for path in (Path(folder), *Path(folder).parents) if not path.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in created:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+
+
 def writable_dir(folder: str | os.PathLike, option: str = "-o") -> Path:
     """Create `folder` if needed and prove it takes a file, before any long work starts."""
     folder = Path(folder)

@@ -17,7 +17,9 @@ def test_onnx_fp32_matches_torch_within_1e4(u2net_checkpoint, tmp_path):
     result = export(u2net_checkpoint, f"{tmp_path}/", fmt="onnx", progress=False)
     summary = result.parity.summary()
     assert result.path.name == "u2net_320_fp32.onnx"
-    assert summary["max_abs"] <= 1e-4 and summary["min_iou"] == 1.0
+    # a map value within 1e-4 of 0.5 may flip one pixel (seen on an AVX2 CPU: IoU 0.99996), so IoU is judged
+    # at the FP32 gate's bound, not as exact equality
+    assert summary["max_abs"] <= 1e-4 and summary["min_iou"] >= 0.999
 
 
 @pytest.mark.onnxruntime

@@ -109,8 +109,8 @@ def _choose(files: list[Path], origin: str, count: int, seed: int) -> list[Path]
                          "(64 or more representative ones are better)")
     if len(files) < MIN_IMAGES:
         # suggest what can work: more images, never a count the folder cannot meet
-        raise InputError(f"--calib {origin}: {len(files)} images found; INT8 calibration needs at least {MIN_IMAGES}: "
-                         f"add {MIN_IMAGES - len(files)} or more (64+ photos like the deployment's are better)")
+        raise InputError(f"--calib: {len(files)} images found; INT8 calibration needs at least {MIN_IMAGES}: "
+                         f"add {MIN_IMAGES - len(files)} or more to {origin} (64+ photos like the deployment's are better)")
     if len(files) <= count:
         return files
     picked = np.random.default_rng(seed).choice(len(files), size=count, replace=False)

@@ -18,7 +18,6 @@ runs; a full disk stops the run in one line, leaving no partial file.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 from . import _predict_io, _ray_predict
@@ -104,9 +103,8 @@ def _write(kind: str, image_path, saliency, target, background, args) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from .._io import writable_dir
+    from .._io import removed_on_failure, writable_dir
     from ..errors import InputError
     from ._common import apply_max_pixels, expand_inputs
 
@@ -121,17 +119,11 @@ def run(args: argparse.Namespace) -> int:
     if special is not None:
         return special
     paths = expand_inputs(args.inputs)
-    created = [folder for folder in (Path(args.out), *Path(args.out).parents) if not folder.exists()]
-    out_dir = writable_dir(args.out)
-    suffix = ".jpg" if fmt == "JPEG" else f".{fmt.lower()}"
-    targets = dict(zip(paths, plan_outputs(paths, out_dir, suffix), strict=True))
-    try:
+    with removed_on_failure(args.out):
+        out_dir = writable_dir(args.out)
+        suffix = ".jpg" if fmt == "JPEG" else f".{fmt.lower()}"
+        targets = dict(zip(paths, plan_outputs(paths, out_dir, suffix), strict=True))
         failures = _predict_all(args, paths, targets, background)
-    except BaseException:
-        for folder in created:  # a failed run leaves no empty -o folder behind (deepest first)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
     written = len(paths) - failures
     print(f"wrote {written} {args.output}(s) to {out_dir}" + (f"; {failures} input(s) skipped" if failures else ""))
     return 1 if failures else 0

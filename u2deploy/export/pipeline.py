@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._deps import require
-from .._io import remove_stale_temporaries, temp_prefix, writable_dir
+from .._io import remove_stale_temporaries, removed_on_failure, temp_prefix, writable_dir
 from ..compare import ParityReport
 from ..errors import BackendError, UnsupportedOptionError
 from ..runtimes.base import sidecar_path
@@ -152,20 +152,12 @@ def _staging(target: Path) -> Iterator[Path]:
 
     Its name carries this process's id: SIGTERM and Ctrl-C run this cleanup, and what a -9 kill
     leaves is removed by the next export into the same folder (or `u2deploy cache`).
-    On failure the folders it made are removed too, so a failed export leaves no empty -o behind.
     """
-    created = [folder for folder in (target.parent, *target.parent.parents) if not folder.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target.parent)  # staging of exports killed with -9 (no cleanup ran)
     stage = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
     try:
         yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        for folder in created:  # a failed export leaves no empty -o folder behind (deepest first)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -209,11 +201,19 @@ def run_export(model: str | os.PathLike, options: ExportOptions, out: str | os.P
     """Export `model` as `options` ask; see `u2deploy.export.export`."""
     if options.fmt in LAYOUTS:  # e.g. a Triton repository: it runs this function for its inner artifact
         return layout_for(options.fmt)(model, options, out)
-    from ..model import load_checkpoint
 
     exporter = _prepare(options.validate())
     _check_out(out, options)
-    writable_dir(out if out is not None and _is_folder(out) else Path(out or ".").parent, "-o")
+    folder = out if out is not None and _is_folder(out) else Path(out or ".").parent
+    with removed_on_failure(folder):
+        writable_dir(folder, "-o")
+        return _export_into(model, options, out, exporter)
+
+
+def _export_into(model: str | os.PathLike, options: ExportOptions, out: str | os.PathLike | None,
+                 exporter: Any) -> ExportResult:
+    from ..model import load_checkpoint
+
     steps = _Steps(4 if options.verify else 3, options.progress)
     with steps("load", f"loading {model}"):
         loaded = load_checkpoint(model, task=options.task)
