@@ -183,6 +183,20 @@ def writable_dir(folder: str | os.PathLike, option: str = "-o") -> Path:
     return folder
 
 
+def output_names(paths: list, suffix: str = ".png") -> list[str]:
+    """One output file name per input: ``STEM.png``, then ``STEM_2.png`` for a second ``STEM`` from another folder."""
+    names, used = [], set()
+    for path in paths:
+        stem = name = Path(str(path)).stem
+        counter = 1
+        while name in used:
+            counter += 1
+            name = f"{stem}_{counter}"
+        used.add(name)
+        names.append(f"{name}{suffix}")
+    return names
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when `a` and `b` name one file: links, `..` and other spellings included."""
     try:

@@ -469,3 +469,49 @@ def composite(
         back = np.asarray(Image.fromarray(back_u8).resize((width, height), Image.BILINEAR), np.float32)
     out = rgb * alpha + back * (1.0 - alpha)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+#: what `render` makes: 8-bit mask, RGBA cut-out, composite, or the float32 map itself
+OUTPUT_KINDS = ("mask", "cutout", "composite", "map")
+
+
+def render(kind: str, image: ImageInput, saliency: np.ndarray, background: Any = None, refine: Any = None) -> np.ndarray:
+    """The pixels of one output: what `predict`, `serve` and the Ray workers write, from one place.
+
+    Args:
+        kind: ``mask`` (uint8), ``cutout`` (RGBA), ``composite`` (RGB over `background`: an (R, G, B)
+            colour, default white, or an image; an (R, G, B, A) colour gives RGBA, as rembg's ``bgc``)
+            or ``map`` (the float32 map).
+        refine: None, ``"none"``, ``"guided"``, ``"matting"`` or a `refine.RefineOptions`: the alpha
+            is refined first, and matting cut-outs and composites use the object's clean colours.
+    """
+    if kind not in OUTPUT_KINDS:
+        raise InputError(f"unknown output '{kind}'; choose one of {', '.join(OUTPUT_KINDS)}")
+    if refine is not None:
+        from .refine import RefineOptions, refine_full
+
+        options = refine if isinstance(refine, RefineOptions) else RefineOptions(mode=refine)
+        if not options.active:
+            refine = None
+        elif kind in ("mask", "map"):
+            saliency, refine = refine_full(saliency, image, options, foreground=False).alpha, None
+    if kind == "map":
+        return np.asarray(saliency, np.float32)
+    if kind == "mask":
+        return to_mask_u8(saliency)
+    if kind == "cutout":
+        return cutout(image, saliency, refine=refine)
+    colour = (255, 255, 255) if background is None else background
+    if isinstance(colour, tuple) and len(colour) == 4:
+        return over_colour(cutout(image, saliency, refine=refine), colour)
+    return composite(image, saliency, colour, refine=refine)
+
+
+def over_colour(rgba: np.ndarray, colour: tuple[int, ...]) -> np.ndarray:
+    """RGBA image over a colour with its own alpha (Pillow's `alpha_composite` rule, as rembg's ``bgc``)."""
+    front = rgba.astype(np.float32) / 255.0
+    back = np.asarray(colour, np.float32) / 255.0
+    alpha = front[..., 3:] + back[3] * (1.0 - front[..., 3:])
+    safe = np.where(alpha > 0, alpha, 1.0)
+    rgb = (front[..., :3] * front[..., 3:] + back[:3] * back[3] * (1.0 - front[..., 3:])) / safe
+    return np.clip(np.rint(np.dstack([rgb, alpha]) * 255.0), 0, 255).astype(np.uint8)

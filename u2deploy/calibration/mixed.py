@@ -139,7 +139,9 @@ def float_convs(qdq_model: Any, fp32_model: Any, names: Iterable[str]) -> Any:
             node.input[index] = copy.name
     model.graph.node.extend(floater.new_nodes)
     _prune(model.graph)
-    _toposort(model.graph)
+    from ..export.fp16 import toposort
+
+    toposort(model.graph)
     return model
 
 
@@ -155,30 +157,6 @@ def _prune(graph: Any) -> None:
     used = {i for node in graph.node for i in node.input}
     for init in [t for t in graph.initializer if t.name not in used]:
         graph.initializer.remove(init)
-
-
-def _toposort(graph: Any) -> None:
-    """Order the nodes so each comes after the producers of its inputs (clones were appended last)."""
-    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(i in ready for i in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            from ..errors import ExportError
-
-            raise ExportError(f"graph has a cycle or a missing input at {rest[0].name}")
-        pending = rest
-    copies = [type(n)() for n in ordered]
-    for copy, node in zip(copies, ordered, strict=True):
-        copy.CopyFrom(node)
-    del graph.node[:]
-    graph.node.extend(copies)
 
 
 def to_mixed_fp16(model: Any, fp16_convs: Iterable[str]) -> Any:

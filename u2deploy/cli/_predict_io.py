@@ -65,29 +65,14 @@ def refine_options(args: argparse.Namespace) -> RefineOptions:
 
 def render(kind: str, image: Any, saliency: np.ndarray, options: RefineOptions, background: Any,
            name: str = "-") -> np.ndarray:
-    """The array `predict` writes: mask (grey), cutout (RGBA) or composite (RGB), refined as asked.
-
-    Matting says how long it took (stderr), since it can take seconds per image.
-    """
+    """The array `predict` writes (`processing.render`); matting says how long it took, since it can take seconds."""
     from .. import processing
-    from ..refine import refine_full
 
-    if not options.active:
-        if kind == "mask":
-            return processing.to_mask_u8(saliency)
-        if kind == "cutout":
-            return processing.cutout(image, saliency)
-        return processing.composite(image, saliency, background)
-    refined = refine_full(saliency, image, options, foreground=kind != "mask")
+    start = time.perf_counter()
+    array = processing.render(kind, image, saliency, background, options)
     if options.mode == "matting":
-        print(f"{name}: matting {refined.seconds:.2f} s ({refined.unknown_fraction:.1%} of the pixels unknown)",
-              file=sys.stderr, flush=True)
-    if kind == "mask":
-        return processing.to_mask_u8(refined.alpha)
-    colours = refined.foreground if refined.foreground is not None else processing.to_rgb_u8(image)
-    if kind == "cutout":
-        return np.dstack([colours, processing.to_mask_u8(refined.alpha)])
-    return processing.composite(colours, refined.alpha, background)
+        print(f"{name}: matting {time.perf_counter() - start:.2f} s (--refine matting)", file=sys.stderr, flush=True)
+    return array
 
 
 def format_for(target: str, kind: str, default: str | None) -> str:

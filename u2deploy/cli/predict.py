@@ -69,17 +69,10 @@ def plan_outputs(paths, out_dir, suffix: str = ".png") -> list:
     import os
     from pathlib import Path
 
+    from .._io import output_names
     from ..errors import OutputError
 
-    targets, used = [], set()
-    for path in paths:
-        stem = name = Path(path).stem
-        counter = 1
-        while name in used:  # two inputs with the same name from different folders
-            counter += 1
-            name = f"{stem}_{counter}"
-        used.add(name)
-        targets.append(Path(out_dir) / f"{name}{suffix}")
+    targets = [Path(out_dir) / name for name in output_names(paths, suffix)]
     # One file is one (device, inode), whatever the spelling or link: a set keeps this linear.
     inputs = {(st.st_dev, st.st_ino): path for path in paths for st in [os.stat(path)]}
     for path, target in zip(paths, targets, strict=True):

@@ -154,8 +154,8 @@ def _rename_producer_output(graph: Any, old: str, new: str) -> None:
                 node.input[k] = new
 
 
-def _toposort(graph: Any) -> None:
-    """Reorder nodes so each comes after its inputs' producers (the new casts were appended)."""
+def toposort(graph: Any) -> None:
+    """Reorder nodes so each comes after its inputs' producers (inserted casts and clones are appended)."""
     ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
     pending, ordered = list(graph.node), []
     while pending:
@@ -167,7 +167,9 @@ def _toposort(graph: Any) -> None:
             else:
                 remaining.append(node)
         if len(remaining) == len(pending):
-            raise ValueError("graph has a cycle or an input nobody produces")
+            from ..errors import ExportError
+
+            raise ExportError(f"graph has a cycle or an input nobody produces, at {remaining[0].name}")
         pending = remaining
     ordered = [_copy(node) for node in ordered]  # detach before the container is cleared
     del graph.node[:]
@@ -201,6 +203,6 @@ def convert_to_fp16(model: Any, keep_fp32_ops: tuple[str, ...] = KEEP_FP32_OPS, 
     fp16_inits = _convert_initializers(graph, needs)
     types = _tensor_types(graph, floats, fp16_inits, keep)
     _insert_casts(graph, needs, types)
-    _toposort(graph)
+    toposort(graph)
     del graph.value_info[:]  # stale fp32 annotations; inference below rebuilds them
     return onnx.shape_inference.infer_shapes(converted, strict_mode=True)

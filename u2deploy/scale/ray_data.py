@@ -92,33 +92,19 @@ def _shown(folder: str, path: str) -> str:
 
 def plan_names(paths: Sequence[str]) -> dict[str, str]:
     """Input path -> output file name, as local `predict` names them (`a.png`, then `a_2.png`)."""
-    names: dict[str, str] = {}
-    used: set[str] = set()
-    for path in paths:
-        stem = name = Path(path).stem
-        counter = 1
-        while name in used:  # two inputs with the same name from different folders
-            counter += 1
-            name = f"{stem}_{counter}"
-        used.add(name)
-        names[path] = f"{name}.png"
-    return names
+    from .._io import output_names
+
+    return dict(zip(paths, output_names(list(paths)), strict=True))
 
 
 def _render(kind: str, image: np.ndarray, saliency: np.ndarray, background: Any) -> bytes:
-    """The PNG local `predict` writes for `kind` (the same `processing` calls and Pillow encoder)."""
+    """The PNG local `predict` writes for `kind` (`processing.render` and Pillow's encoder)."""
     from PIL import Image
 
     from .. import processing
 
-    if kind == "mask":
-        array = processing.to_mask_u8(saliency)
-    elif kind == "cutout":
-        array = processing.cutout(image, saliency)
-    else:
-        array = processing.composite(image, saliency, background)
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(processing.render(kind, image, saliency, background)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -15,12 +15,11 @@ import numpy as np
 
 from .. import processing
 from ..errors import InputError, U2DeployError
-from ..refine import RefineOptions, refine_full
 
 __all__ = ["TooLargeError", "decode_image", "parse_colour", "render", "encode", "choose_format",
            "OUTPUTS", "FORMATS", "MEDIA_TYPES"]
 
-OUTPUTS = ("mask", "cutout", "composite", "map")
+OUTPUTS = processing.OUTPUT_KINDS
 #: reply format -> media type; `npy` is the float32 map as a NumPy .npy file
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "npy": "application/x-npy"}
 FORMATS = tuple(MEDIA_TYPES)
@@ -70,44 +69,9 @@ def parse_colour(text: str) -> tuple[int, ...]:
 
 
 def render(output: str, image: np.ndarray, saliency: np.ndarray, background: Any = None,
-           refine: RefineOptions | None = None) -> np.ndarray:
-    """The reply's pixels: uint8 mask, RGBA cut-out, RGB composite, or the float32 map itself.
-
-    `refine` (``--refine``/rembg's ``a``/``ppm``) turns the map into a refined alpha first, with the
-    object's clean colours for matting cut-outs: the same `u2deploy.refine` code as `predict`.
-    """
-    if refine is not None and refine.active:
-        if output in ("map", "mask"):
-            saliency = refine_full(saliency, image, refine, foreground=False).alpha
-        elif output == "cutout":
-            return processing.cutout(image, saliency, refine=refine)
-        elif output == "composite" and not (isinstance(background, tuple) and len(background) == 4):
-            return processing.composite(image, saliency, background if background is not None else (255, 255, 255),
-                                        refine=refine)  # fmt: skip
-        else:  # rembg's bgc with alpha: the refined cut-out over the colour
-            return over_colour(processing.cutout(image, saliency, refine=refine), background)
-    if output == "map":
-        return np.asarray(saliency, np.float32)
-    if output == "mask":
-        return processing.to_mask_u8(saliency)
-    if output == "cutout":
-        return processing.cutout(image, saliency)
-    if output == "composite":
-        colour = background if background is not None else (255, 255, 255)
-        if isinstance(colour, tuple) and len(colour) == 4:
-            return over_colour(processing.cutout(image, saliency), colour)
-        return processing.composite(image, saliency, colour)
-    raise InputError(f"unknown output '{output}'; choose one of {', '.join(OUTPUTS)}")
-
-
-def over_colour(rgba: np.ndarray, colour: tuple[int, ...]) -> np.ndarray:
-    """RGBA image over a colour with its own alpha (Pillow's `alpha_composite`, as rembg's `bgc`)."""
-    front = rgba.astype(np.float32) / 255.0
-    back = np.asarray(colour, np.float32) / 255.0
-    alpha = front[..., 3:] + back[3] * (1.0 - front[..., 3:])
-    safe = np.where(alpha > 0, alpha, 1.0)
-    rgb = (front[..., :3] * front[..., 3:] + back[:3] * back[3] * (1.0 - front[..., 3:])) / safe
-    return np.clip(np.rint(np.dstack([rgb, alpha]) * 255.0), 0, 255).astype(np.uint8)
+           refine: Any = None) -> np.ndarray:
+    """The reply's pixels: `processing.render`, the same code as `predict` and the Ray workers."""
+    return processing.render(output, image, saliency, background, refine)
 
 
 def choose_format(requested: str | None, accept: str | None, output: str) -> str:
