@@ -6,10 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-from tests.test_import_hygiene import BLOCKER
+from tests.test_import_hygiene import BLOCKER, assert_import_without_heavy_packages
 
-#: the heavy packages of test_import_hygiene, this issue's optional ones among them
-EXTRA_BLOCKER = BLOCKER
 MODULES = ["u2deploy.scale", "u2deploy.scale.ray_data", "u2deploy.scale.ray_serve", "u2deploy.scale.triton_python",
            "u2deploy.export.triton", "u2deploy.cli._ray_predict", "u2deploy.cli._ray_serve"]  # fmt: skip
 
@@ -19,21 +17,14 @@ SCALE_BLOCKER = BLOCKER.split("BLOCKED = {")[0] + 'BLOCKED = {"ray", "tritonclie
     BLOCKER.split("}", 1)[1]  # fmt: skip
 
 
-def _run(code: str, blocker: str = EXTRA_BLOCKER) -> subprocess.CompletedProcess:
+def _run(code: str, blocker: str = BLOCKER) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code)], capture_output=True,
                           text=True, timeout=300)  # fmt: skip
 
 
 def test_scale_modules_import_without_ray_triton_or_heavy_packages():
-    assert '"ray"' in EXTRA_BLOCKER  # the blocker really blocks them
-    result = _run(f"""
-        import importlib
-        for name in {MODULES!r}:
-            importlib.import_module(name)
-        heavy = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
-        assert not heavy, heavy
-    """)
-    assert result.returncode == 0, result.stderr
+    assert '"ray"' in BLOCKER  # the hygiene blocker really blocks this issue's optional packages
+    assert_import_without_heavy_packages(MODULES)
 
 
 def test_missing_ray_and_tritonclient_are_one_line_errors_naming_the_extra():

@@ -72,16 +72,21 @@ def at_least(value: float | None, minimum: float, option: str, hint: str = "") -
         raise InputError(f"{option} {value:g}: must be at least {minimum:g}" + (f" ({hint})" if hint else ""))
 
 
-def runtime_from_args(args: argparse.Namespace, **options):
-    from ..runtimes.runtime import Runtime
-
+def runtime_options(args: argparse.Namespace, **options) -> dict:
+    """The `Runtime` keyword arguments the command line asks for (also what Ray actors and replicas get)."""
     at_least(args.threads, 1, "--threads", "leave it out for the backend's default")
     if args.threads:
         options["threads"] = args.threads
     if getattr(args, "no_verify_files", False):
         options["verify_files"] = False
-    return Runtime(args.model, backend=args.backend, device=args.device, mode=args.mode, task=args.task,
-                   input_size=args.size, **options)
+    return {"backend": args.backend, "device": args.device, "mode": args.mode, "task": args.task,
+            "input_size": args.size, **options}
+
+
+def runtime_from_args(args: argparse.Namespace, **options):
+    from ..runtimes.runtime import Runtime
+
+    return Runtime(args.model, **runtime_options(args, **options))
 
 
 def print_table(rows: list[dict[str, object]], columns: list[str]) -> str:

@@ -22,18 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ray-cpus", type=float, default=1, metavar="C", help="CPUs per actor (default 1)")
 
 
-def _runtime_options(args: argparse.Namespace) -> dict:
-    from ..spec import parse_size
-
-    options = {"backend": args.backend, "device": args.device, "mode": args.mode, "task": args.task,
-               "input_size": parse_size(args.size) if args.size else None}  # fmt: skip
-    if args.threads:
-        options["threads"] = args.threads
-    if args.no_face:
-        options["task_options"] = {"face": False}
-    return options
-
-
 def _refuse_local_only_options(args: argparse.Namespace) -> None:
     """Ray workers write PNG masks, cut-outs and composites; say so rather than ignore an option."""
     from ..errors import UnsupportedOptionError
@@ -49,10 +37,11 @@ def _refuse_local_only_options(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Expand local inputs exactly as local predict does, then hand the job to Ray."""
     from ..scale.ray_data import ray_predict
-    from ._common import expand_inputs
+    from ._common import expand_inputs, runtime_options
     from .predict import parse_background, plan_outputs
 
     _refuse_local_only_options(args)
+    task_options = {"task_options": {"face": False}} if args.no_face else {}
     background = parse_background(args.background) if args.output == "composite" else None
     inputs = []
     for item in args.inputs:  # URIs are listed by pyarrow on the driver; local items as predict lists them
@@ -61,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         plan_outputs([p for p in inputs if "://" not in p], args.out)
     result = ray_predict(args.model, inputs, args.out, output=args.output, background=background,
                          address=args.ray or None, concurrency=args.ray_actors, batch_size=args.batch,
-                         num_gpus=args.ray_gpus, num_cpus=args.ray_cpus, **_runtime_options(args))  # fmt: skip
+                         num_gpus=args.ray_gpus, num_cpus=args.ray_cpus, **runtime_options(args, **task_options))  # fmt: skip
     skipped = len(result.skipped)
     print(f"wrote {result.written} {args.output}(s) to {result.out}" + (f"; {skipped} input(s) skipped" if skipped else ""))
     return 1 if skipped else 0

@@ -28,13 +28,9 @@ def run(args: argparse.Namespace, settings) -> int:
     import os
 
     from ..scale.ray_serve import parse_autoscaling, serve_on_ray
-    from ..spec import parse_size
+    from ._common import runtime_options
 
-    options = {"backend": args.backend, "device": args.device, "mode": args.mode, "task": args.task,
-               "input_size": parse_size(args.size) if args.size else None}  # fmt: skip
-    if args.threads:
-        options["threads"] = args.threads
-    settings = dataclasses.replace(settings, runtime_options=options)
+    settings = dataclasses.replace(settings, runtime_options=runtime_options(args))
     model = os.path.abspath(args.model) if os.path.exists(args.model) else args.model
     autoscaling = parse_autoscaling(args.autoscale)
     print(f"u2deploy serve: {args.model} on Ray Serve at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
