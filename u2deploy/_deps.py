@@ -9,9 +9,12 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import threading
 from types import ModuleType
 
 from .errors import MissingDependencyError
+
+_IMPORT_LOCK = threading.RLock()  # `require` may run inside another module's import
 
 __all__ = ["available", "require", "EXTRAS"]
 
@@ -74,10 +77,13 @@ def _stubs_only(spec: importlib.machinery.ModuleSpec) -> bool:
 def require(module: str, feature: str = "") -> ModuleType:
     """Import `module` or raise `MissingDependencyError` naming the feature and the fix."""
     try:
-        spec = importlib.util.find_spec(module)
-        if spec is not None and _stubs_only(spec):
-            raise ImportError(f"only type stubs named {module} were found")
-        return importlib.import_module(module)
+        # one import at a time: while a thread imports cv2, `find_spec` in another sees a half-made
+        # module (`cv2.__spec__ is None`) and raises ValueError (seen under concurrent serve requests)
+        with _IMPORT_LOCK:
+            spec = importlib.util.find_spec(module)
+            if spec is not None and _stubs_only(spec):
+                raise ImportError(f"only type stubs named {module} were found")
+            return importlib.import_module(module)
     except ImportError as exc:
         fix = EXTRAS.get(module, ("", f"pip install {module}"))[1]
         what = f" for {feature}" if feature else ""

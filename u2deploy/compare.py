@@ -81,6 +81,10 @@ TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-3, mean_abs=1e-4, min_iou=0.999, fbeta_drop=1e-3, mae_increase=1e-3),
     "fp16": Tolerance(max_abs=5e-2, mean_abs=2e-3, min_iou=0.99, fbeta_drop=5e-3, mae_increase=5e-3),
     "int8": Tolerance(mean_iou=0.95, map_mae=0.02),
+    # bf16 keeps f32's range but 8 mantissa bits, and OpenVINO stores every activation in it: on the
+    # pretrained U2-Net the maps stay close (map MAE <= 0.004) but near-0.5 masks move (rocket IoU
+    # 0.93, mean 0.98, measured on an AMX Xeon), so it is judged like a lossy precision, not like fp16.
+    "bf16": Tolerance(mean_iou=0.97, map_mae=0.01),
 }
 
 

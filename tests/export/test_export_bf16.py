@@ -97,4 +97,6 @@ def test_u2net_bf16_export_passes_its_gate(u2net_checkpoint, tmp_path):
 
     result = export(u2net_checkpoint, f"{tmp_path}/", fmt="openvino", precision="bf16", progress=False)
     assert result.parity.passed, result.parity.describe()
+    assert result.parity.precision == "bf16" and result.parity.tolerance.mean_iou == 0.97  # its own row, not fp16's
+    assert result.parity.summary()["map_mae"] <= 0.01
     assert len(result.manifest["openvino"]["kept_f32"]) == 4

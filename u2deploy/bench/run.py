@@ -246,18 +246,12 @@ def _load(row: Row, path: Path, ref: Reference, options: BenchOptions) -> tuple[
     return runtime, staged
 
 
-#: precision -> the tolerance row of `compare.TOLERANCES` that judges it (bf16, a 16-bit float like
-#: fp16 but with 8 mantissa bits instead of 11, has no row of its own and is held to fp16's limits)
-GATE_PRECISION = {"bf16": "fp16"}
-
-
 def row_parity(runtime: Any, ref: Reference, precision: str) -> dict[str, Any]:
     """Parity of the row's network output against PyTorch FP32 on the same reference tensors."""
     from ..compare import parity_report
 
     name = next(iter(ref.maps))
-    gate = GATE_PRECISION.get(precision, precision)
-    report = parity_report(ref.maps, {name: runtime.infer(ref.inputs)}, ref.names, gate)
+    report = parity_report(ref.maps, {name: runtime.infer(ref.inputs)}, ref.names, precision)
     data = report.to_dict()
     data["iou_per_image"] = {image.image: image.iou for image in report.images}
     del data["images"]

@@ -17,16 +17,13 @@ from ..spec import ModelSpec
 
 __all__ = ["Capability", "CAPABILITIES", "CalibrationOptions", "TensorRTOptions", "TritonOptions", "ExportOptions",
            "CALIBRATION_METHODS", "KEEP_FLOAT", "BIAS_CORRECTIONS", "DYNAMIC_AXES", "bias_correction_for",
-           "calibration_batch", "parse_dynamic", "default_output_path", "GATE_PRECISION", "gate_tolerance"]
+           "calibration_batch", "parse_dynamic", "default_output_path", "gate_tolerance"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile", "mse")
 KEEP_FLOAT = ("fuse", "heads", "none", "auto")
 BIAS_CORRECTIONS = ("full", "fast")
 DYNAMIC_AXES = ("batch", "hw")
 OPSETS = range(17, 21)  # the TorchScript exporter stops at opset 20
-#: precision -> the row of `compare.TOLERANCES` that gates it: bf16 is a 16-bit float like fp16 (fewer
-#: mantissa bits, more range), and the same limits hold the user-visible mask to the same standard
-GATE_PRECISION = {"bf16": "fp16"}
 
 
 @dataclass(frozen=True)
@@ -206,7 +203,7 @@ class ExportOptions:
         if self.precision not in cap.precisions:
             raise UnsupportedOptionError(f"--fmt {self.fmt} cannot be exported at {self.precision}; "
                                          f"supported: {', '.join(cap.precisions)}")
-        if GATE_PRECISION.get(self.precision, self.precision) not in TOLERANCES and self.verify and self.tolerance is None:
+        if self.precision not in TOLERANCES and self.verify and self.tolerance is None:
             raise UnsupportedOptionError(f"no parity tolerance for {self.precision}; pass one or --no-verify")
         if self.outputs not in ("fused", "all"):
             raise UnsupportedOptionError(f"--outputs {self.outputs}: use fused or all")
@@ -282,7 +279,7 @@ class ExportOptions:
 
 def gate_tolerance(options: ExportOptions) -> Tolerance:
     """The limits an export's parity gate applies: `options.tolerance`, else its precision's row."""
-    return options.tolerance or TOLERANCES[GATE_PRECISION.get(options.precision, options.precision)]
+    return options.tolerance or TOLERANCES[options.precision]
 
 
 def bias_correction_for(fmt: str, calibration: CalibrationOptions) -> str:
