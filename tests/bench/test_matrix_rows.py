@@ -16,7 +16,6 @@ from u2deploy.bench.matrix import (
     parse_list,
     plan_rows,
     precheck,
-    runtime_options,
 )
 from u2deploy.bench.rows import COLUMNS, Row, row_name
 from u2deploy.errors import BackendError, ExportError, InputError, MissingDependencyError, UnsupportedOptionError
@@ -88,13 +87,6 @@ def test_plan_marks_rows_and_gives_bf16_to_openvino_only(monkeypatch):
     by_name = {row.name: row for row in rows}
     assert by_name["trt fp32 b4"].status == "skipped"
     assert by_name["torch fp32"].ok and by_name["torch fp32"].backend == BACKEND_OF["torch"]
-    assert by_name["openvino fp32"].options == {"inference_precision": "f32"}
-    assert by_name["openvino bf16"].options == {"inference_precision": "bf16"}
-
-
-def test_runtime_options_pin_openvino_precision():
-    assert runtime_options("openvino", "fp16") == {"inference_precision": "f32"}
-    assert runtime_options("onnx", "fp32") == {}
 
 
 def test_bf16_runs_the_bf16_artifact():

@@ -15,36 +15,34 @@ from .test_report import _parity, _result, _stats
 def _rows() -> list[Row]:
     return [Row("torch", "torch", "fp32", latency=_stats(1100.0), parity=_parity(1.0, 1.0), size_mb=176.4),
             Row("onnx", "onnxruntime", "fp32", latency=_stats(590.0), parity=_parity(1.0, 1.0), size_mb=176.1),
-            Row("openvino", "openvino", "bf16", options={"inference_precision": "bf16"}, latency=_stats(220.0),
+            Row("openvino", "openvino", "bf16", latency=_stats(220.0),
                 parity=_parity(0.9785, 0.918), size_mb=176.3),
-            Row("openvino", "openvino", "int8", options={"inference_precision": "f32"}, latency=_stats(123.0),
+            Row("openvino", "openvino", "int8", latency=_stats(123.0),
                 parity=_parity(0.9692, 0.882), size_mb=45.0),
             Row("trt", "tensorrt", "fp16").mark("skipped", "TensorRT needs an NVIDIA GPU")]
 
 
-def test_fastest_row_that_reaches_the_target_is_shipped_with_its_setting():
+def test_fastest_row_that_reaches_the_target_is_shipped_as_its_file():
     rows = _rows()
-    placed = {"openvino bf16": "out/artifacts/u2net_320_fp32.xml", "openvino int8": "out/artifacts/u2net_320_int8.xml"}
+    placed = {"openvino bf16": "out/artifacts/u2net_320_bf16.xml", "openvino int8": "out/artifacts/u2net_320_int8.xml"}
     verdict = decide(rows, 0.97, placed, speedups(rows))
-    assert verdict.row == "openvino bf16" and verdict.path == "out/artifacts/u2net_320_fp32.xml"
-    assert verdict.options == {"inference_precision": "bf16"}
-    assert verdict.python == 'Runtime("out/artifacts/u2net_320_fp32.xml", inference_precision="bf16").predict("photo.jpg")'
-    assert verdict.cli.startswith("u2deploy predict out/artifacts/u2net_320_fp32.xml ")
+    assert verdict.row == "openvino bf16" and verdict.path == "out/artifacts/u2net_320_bf16.xml"
+    # the bf16 IR carries its bf16 settings: plain commands run what the bench measured
+    assert verdict.python == 'Runtime("out/artifacts/u2net_320_bf16.xml").predict("photo.jpg")'
+    assert verdict.cli.startswith("u2deploy predict out/artifacts/u2net_320_bf16.xml ")
     assert verdict.speedup == 1100 / 220 and "0.97" in verdict.target
     # the faster row below the target comes first, then the next rows that pass
     assert verdict.tradeoffs[0].startswith("openvino int8: 1.8x faster at mean IoU 0.969 (worst 0.882), 45 MB")
     assert verdict.tradeoffs[1].startswith("onnx fp32: 2.7x slower at mean IoU 1.000")
     text = "\n".join(verdict.lines())
-    assert "a runtime setting" in text and "Ship: openvino bf16 (5.0x" in text
+    assert "setting" not in text and "Ship: openvino bf16 (5.0x" in text
 
 
-def test_a_file_row_needs_no_setting_and_a_lower_target_picks_int8():
+def test_a_lower_target_picks_int8():
     rows = _rows()
-    rows[3].options = {}  # e.g. an artifact that carries its precision
     verdict = decide(rows, 0.95, {"openvino int8": "out/artifacts/u2net_320_int8.xml"}, speedups(rows))
-    assert verdict.row == "openvino int8" and verdict.options == {}
+    assert verdict.row == "openvino int8"
     assert verdict.python == 'Runtime("out/artifacts/u2net_320_int8.xml").predict("photo.jpg")'
-    assert "setting" not in "\n".join(verdict.lines())
 
 
 def test_no_row_reaches_the_target_and_missing_peers_say_how_to_add_them():

@@ -80,17 +80,16 @@ def test_onnxruntime_describe_reports_active_and_requested_providers(tiny_export
 
 @pytest.mark.weights
 @pytest.mark.slow
-def test_fp32_ir_with_no_options_matches_torch_to_the_fp32_gate(u2net_checkpoint, tmp_path):
+def test_fp32_ir_with_no_options_matches_torch_to_the_fp32_gate(u2net_checkpoint, u2net_fp32_ir):
     """On a CPU with bf16 OpenVINO computes bf16 by default; the verified f32 must run instead."""
     if not _bf16_cpu():
         pytest.skip("this CPU has no bf16 (OpenVINO CPU OPTIMIZATION_CAPABILITIES lacks BF16): OpenVINO's default is "
                     "f32 here anyway")
     from u2deploy.compare import parity_report
-    from u2deploy.export import export
     from u2deploy.export.verify import reference_inputs, torch_reference
     from u2deploy.model import load_checkpoint
 
-    result = export(u2net_checkpoint, f"{tmp_path}/", fmt="openvino", progress=False)
+    result = u2net_fp32_ir
     loaded = load_checkpoint(u2net_checkpoint)
     names, batch = reference_inputs(loaded.spec.replace(input_size=(320, 320)))
     reference = torch_reference(loaded.model, batch, "fused")

@@ -25,7 +25,7 @@ from ..errors import BackendError, MissingDependencyError, U2DeployError, Unsupp
 from .rows import Row
 
 __all__ = ["FORMATS", "PRECISIONS", "BACKEND_OF", "plan_rows", "precheck", "classify", "export_options",
-           "default_calibration", "runtime_options", "artifact_path", "artifact_files", "ensure_artifact",
+           "default_calibration", "artifact_path", "artifact_files", "ensure_artifact",
            "parse_list"]  # fmt: skip
 
 FORMATS = ("torch", "onnx", "openvino", "trt")
@@ -103,17 +103,6 @@ def default_calibration() -> Any:
     return CalibrationOptions(source=str(folder), count=count)
 
 
-def runtime_options(fmt: str, precision: str) -> dict[str, Any]:
-    """Backend options of a row: OpenVINO computes in f32 unless the row is bf16.
-
-    OpenVINO's CPU plugin defaults to bf16 on CPUs with AVX512_BF16/AMX, so without the hint an
-    "fp32" row would quietly be a bf16 one; bf16 gets its own row instead.
-    """
-    if fmt != "openvino":
-        return {}
-    return {"inference_precision": "bf16" if precision == "bf16" else "f32"}
-
-
 def precheck(fmt: str, precision: str, batch: int, size: tuple[int, int], calibration: Any = None,
              cuda: bool | None = None) -> str | None:
     """Why this machine or release cannot run the row, or None.
@@ -175,8 +164,9 @@ def plan_rows(formats: tuple[str, ...], precisions: tuple[str, ...], batches: tu
             if precision == "bf16" and fmt != "openvino" and "openvino" in formats:
                 continue  # only OpenVINO has a bf16 row; asked for bf16 alone, the others say why not
             for batch in batches:
-                row = Row(fmt=fmt, backend=BACKEND_OF[fmt], precision=precision, batch=batch,
-                          options=runtime_options(fmt, precision))
+                # no backend options: each file carries the settings its gate verified (OpenVINO f32, or
+                # bf16 for the bf16 IR), and `Runtime(path)` applies them, as it does for a user
+                row = Row(fmt=fmt, backend=BACKEND_OF[fmt], precision=precision, batch=batch)
                 reason = precheck(fmt, precision, batch, size, calibration, cuda)
                 rows.append(row.mark("skipped", reason) if reason else row)
     return rows

@@ -44,7 +44,6 @@ class Row:
         status: `ok`, `skipped` (this machine or release cannot do it) or `failed` (it should
             work and did not).
         reason: why it was skipped or failed.
-        options: backend options the row runs with (OpenVINO's inference precision).
         artifact: the file that was run; `cached` says it was reused, `export_s` what exporting it took.
         size_mb: artifact size on disk (the IR's .bin included).
         load_s: `Runtime(...)` construction: reading, compiling, first allocations.
@@ -68,7 +67,6 @@ class Row:
     batch: int = 1
     status: str = "ok"
     reason: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
     artifact: str | None = None
     cached: bool | None = None
     export_s: float | None = None

@@ -231,7 +231,7 @@ def _load(row: Row, path: Path, ref: Reference, options: BenchOptions) -> tuple[
 
     with PeakMemory() as memory:
         start = time.perf_counter()
-        runtime = Runtime(path, backend=row.backend, mode=options.mode, threads=options.threads, **row.options)
+        runtime = Runtime(path, backend=row.backend, mode=options.mode, threads=options.threads)
         row.load_s = round(time.perf_counter() - start, 3)
         try:
             staged = StagedPredict(runtime, list(ref.photos.values()), row.batch)
@@ -359,7 +359,7 @@ def measure_throughput(live: dict[str, Live], ref: Reference, options: BenchOpti
             batch_input = np.repeat(ref.inputs[:1], row.batch, axis=0)
             try:
                 row.throughput_ips, row.throughput_mode = openvino_throughput(
-                    row.artifact, batch_input, options.threads, int(row.latency["n"]), **row.options)
+                    row.artifact, batch_input, options.threads, int(row.latency["n"]))
             except Exception as exc:  # the latency-mode figure stands; the row's other numbers are still good
                 row.throughput_mode += f" (THROUGHPUT hint failed: {type(exc).__name__}: {first_line(exc, 200)})"
             bar.update(1)

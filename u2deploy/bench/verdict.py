@@ -5,9 +5,8 @@ reaches the quality target (`--quality-iou`, 0.97 by default). The verdict names
 under the results folder with a readable name, see `place_artifacts`), the commands that run it,
 and what the other rows trade (faster at lower IoU, or slower at higher IoU).
 
-A row that is a runtime setting rather than a file (the OpenVINO bf16 row: the FP32 IR computed in
-bf16) carries its backend options; the verdict passes them to `Runtime(...)` and says so. A row
-whose file already carries the setting has no options and reads like any other file row.
+Every row is a file that carries the settings its gate verified (the bf16 row is the bf16 IR, whose
+settings say bf16), so the commands are plain `Runtime(path)` and `u2deploy predict path`.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ class Verdict:
         target: the quality rule, in words.
         row: the chosen row's name (None when no row reaches the target).
         path: its artifact, placed under the results folder (or the weights name for torch rows).
-        options: backend options the row ran with (a setting, not in the file).
         p50_ms, speedup, mean_iou, min_iou: the chosen row's numbers.
         python, cli: commands that run it.
         tradeoffs: one line per other row worth knowing about.
@@ -45,7 +43,6 @@ class Verdict:
     target: str
     row: str | None = None
     path: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
     p50_ms: float | None = None
     speedup: float | None = None
     mean_iou: float | None = None
@@ -63,22 +60,14 @@ class Verdict:
         if self.row is None:
             return [f"No row reaches the target ({self.target}); lower --quality-iou or check the failed rows.",
                     *self.notes]  # fmt: skip
-        setting = f" with {_kwargs(self.options)}" if self.options else ""
         lines = [f"Target: {self.target}",
                  f"Ship: {self.row} ({self.speedup:.1f}x PyTorch FP32, mean IoU {self.mean_iou:.3f}, "
                  f"worst {self.min_iou:.3f})",
-                 f"  file:   {self.path}{setting}", f"  python: {self.python}", f"  cli:    {self.cli}"]  # fmt: skip
-        if self.options:
-            lines.append("  note:   a runtime setting, not in the file: the CLI runs OpenVINO at its own default "
-                         "precision")  # fmt: skip
+                 f"  file:   {self.path}", f"  python: {self.python}", f"  cli:    {self.cli}"]  # fmt: skip
         if self.tradeoffs:
             lines.append("Trade-offs:")
             lines += [f"  {line}" for line in self.tradeoffs]
         return lines + self.notes
-
-
-def _kwargs(options: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={value!r}" for key, value in options.items()).replace("'", '"')
 
 
 def _iou(row: Row) -> tuple[float, float]:
@@ -92,18 +81,8 @@ def _candidates(rows: Sequence[Row]) -> list[Row]:
     return sorted(timed, key=lambda row: row.latency["p50"])
 
 
-def _setting(row: Row) -> dict[str, Any]:
-    """Options the row ran with that its file does not carry.
-
-    All of them, "f32" included: OpenVINO's CPU plugin computes in bf16 by default on CPUs with
-    AMX/AVX512_BF16, so a plain `Runtime(path)` would not reproduce an OpenVINO row's numbers.
-    """
-    return dict(row.options)
-
-
-def _commands(path: str, options: Mapping[str, Any]) -> tuple[str, str]:
-    extra = f", {_kwargs(options)}" if options else ""
-    python = f'Runtime("{path}"{extra}).predict("photo.jpg")'
+def _commands(path: str) -> tuple[str, str]:
+    python = f'Runtime("{path}").predict("photo.jpg")'
     return python, f"u2deploy predict {path} photos/ -o out/"
 
 
@@ -140,10 +119,10 @@ def decide(rows: Sequence[Row], quality_iou: float, placed: Mapping[str, str] | 
         return verdict
     best = passing[0]
     path = model if best.fmt == "torch" else placed.get(best.name) or best.artifact or ""
-    verdict.row, verdict.path, verdict.options = best.name, str(path), _setting(best)
+    verdict.row, verdict.path = best.name, str(path)
     verdict.p50_ms, verdict.speedup = best.latency["p50"], speedups.get(best.name, 1.0)
     verdict.mean_iou, verdict.min_iou = _iou(best)
-    verdict.python, verdict.cli = _commands(str(path), verdict.options)
+    verdict.python, verdict.cli = _commands(str(path))
     faster = [row for row in ordered if row.latency["p50"] < best.latency["p50"]]
     slower = passing[1:3]
     verdict.tradeoffs = [_tradeoff(row, best) for row in faster + slower]
