@@ -1,10 +1,12 @@
-"""INT8 tools: which layers INT8 hurts, and a mixed INT8 + FP16 Q/DQ ONNX that meets a quality target.
+"""INT8 tools: which layers INT8 hurts, a mixed INT8 + FP16 Q/DQ ONNX that meets a quality target, and
+quantization-aware fine-tuning of the Q/DQ ONNX without labels.
 
   u2deploy quant sensitivity u2net --calib photos/ -o sens/        # ranked table (md/csv/json) + plot
   u2deploy quant mixed u2net --calib photos/ -o u2net_320_mixed.onnx  # --keep-float auto, default target
   u2deploy quant mixed u2net --calib photos/ --target-mean 0.99 --target-worst 0.97
+  u2deploy quant qat u2net --calib photos/ --minutes 10 -o u2net_320_qat.onnx  # distilled from the fp32 maps
 
-Both calibrate (or reuse the calibration cache) exactly as `u2deploy export --fmt onnx --int8`
+All calibrate (or reuse the calibration cache) exactly as `u2deploy export --fmt onnx --int8`
 does, then judge graphs in exact INT8 emulation (ONNX Runtime, graph optimisation off) against the
 fp32 maps on held-out photos (the five parity photos plus scikit-learn's and matplotlib's sample
 photos when installed). `--fp32 F --qdq Q` starts from graphs made earlier. docs/int8.md.
@@ -31,6 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mixed.add_argument("-o", "--out", required=True, help="the mixed Q/DQ ONNX to write (+ .json manifest)")
     mixed.add_argument("--target-mean", type=float, default=0.985, help="mean mask IoU vs FP32 (default 0.985)")
     mixed.add_argument("--target-worst", type=float, default=0.95, help="worst photo's IoU vs FP32 (default 0.95)")
+    qat = sub.add_parser("qat", help="fine-tune the Q/DQ ONNX with fake INT8, distilled from the FP32 maps (no labels)")
+    _common(qat)
+    qat.add_argument("-o", "--out", required=True, help="the fine-tuned Q/DQ ONNX to write (+ .json record)")
+    qat.add_argument("--images", default=None, metavar="DIR|GLOB", help="training images (default: the --calib ones)")
+    qat.add_argument("--minutes", type=float, default=None, help="wall-clock budget (with or instead of --iters)")
+    qat.add_argument("--iters", type=int, default=None, metavar="N", help="optimizer steps")
+    qat.add_argument("--batch", type=int, default=2, help="crops per step (default 2)")
+    qat.add_argument("--crop", type=int, default=None, metavar="PX",
+                     help="training crop side: the input size / 2, 4, ... (default: the input size)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +59,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..calibration.sensitivity import Emulator, held_out_photos, load_models, measure_sensitivity
 
+    if args.action == "qat":
+        from ._qat import run_qat
+
+        return run_qat(args)
     fp32_path, qdq_path = _graphs(args)
     fp32, qdq = load_models(fp32_path, qdq_path)
     log = None if args.quiet else _say
