@@ -96,8 +96,9 @@ def _record(rows: list[dict], medians: dict[str, float], repeat: int) -> None:
     if kept is not None:
         lines += ["", f"bf16 mixed keeps {kept:.0%} of plain bf16's speed-up."]
     text = "\n".join(lines)
-    (RESULTS / "bf16.md").write_text(f"Machine: {result['machine'].get('cpu')}, {result['machine']['cores']} cores "
-                                     "(timings from one interleaved run)\n\n" + text + "\n")
+    machine = result["machine"]
+    (RESULTS / "bf16.md").write_text(f"Machine: {machine.get('cpu')}, {machine['cores']} cores, load average at the end "
+                                     f"{machine.get('load_average')} (timings from one interleaved run)\n\n" + text + "\n")
     print(text)
 
 
