@@ -40,6 +40,23 @@ def test_rembg_absent_is_a_skip_with_the_fix(monkeypatch):
     assert peer.predict is None and peer.status == "skipped" and "pip install rembg" in peer.reason
 
 
+@pytest.mark.weights
+def test_installed_rembg_runs_on_our_cached_weights_without_downloading(photos, monkeypatch, tmp_path):
+    """Any rembg 2.0 that `.[peers]` may install (2.0.69 beside scikit-image < 0.26, 2.0.86 above)."""
+    pytest.importorskip("rembg", reason="rembg is not installed (pip install 'u2deploy[all,peers]')")
+    from u2deploy import weights
+
+    if weights.download_path("u2net") is None or weights.download_path("u2net").suffix != ".onnx":
+        pytest.skip("the cached u2net weights did not come from rembg's u2net.onnx")
+    for name in ("REMBG_HOME", "U2NET_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    peer = rembg_peer(1)
+    assert peer.status == "ok", peer.reason
+    assert "u2deploy's cached rembg u2net.onnx" in peer.info["weights"]
+    mask = peer.predict(photos["chelsea"])
+    assert mask.shape == photos["chelsea"].shape[:2] and mask.dtype == np.uint8 and mask.max() == 255
+
+
 def test_safe_peer_turns_errors_into_reasons():
     def missing() -> Peer:
         raise MissingDependencyError("'torch' is needed")

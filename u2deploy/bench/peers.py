@@ -88,15 +88,16 @@ def _seed_rembg_home(onnx_file: Path | None, home: Path) -> str:
         return "rembg's own home (REMBG_HOME/U2NET_HOME set by the user)"
     if onnx_file is None or _md5(onnx_file) != REMBG_U2NET_MD5:
         return "rembg's own download (u2deploy's cached weights are not rembg's u2net.onnx)"
-    target = home / "models" / "u2net" / "u2net.onnx"
-    if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(onnx_file, target)
-        except OSError:
-            shutil.copyfile(onnx_file, target)
-    os.environ["REMBG_HOME"] = str(home)
-    return f"u2deploy's cached rembg u2net.onnx (md5 {REMBG_U2NET_MD5}), via REMBG_HOME={home}"
+    # newer rembg reads REMBG_HOME/models/u2net/, releases up to 2.0.6x read U2NET_HOME/ directly
+    for target in (home / "models" / "u2net" / "u2net.onnx", home / "u2net.onnx"):
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(onnx_file, target)
+            except OSError:
+                shutil.copyfile(onnx_file, target)
+    os.environ["REMBG_HOME"] = os.environ["U2NET_HOME"] = str(home)
+    return f"u2deploy's cached rembg u2net.onnx (md5 {REMBG_U2NET_MD5}), via REMBG_HOME/U2NET_HOME={home}"
 
 
 def rembg_peer(threads: int | None) -> Peer:
@@ -108,17 +109,29 @@ def rembg_peer(threads: int | None) -> Peer:
 
     weights_from = _seed_rembg_home(download_path("u2net"), cache_dir() / "rembg")
     rembg = require("rembg", "the rembg peer")
-    ort = require("onnxruntime", "the rembg peer")
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = rembg.new_session("u2net", sess_opts=options)
+    session = _rembg_session(rembg, threads)
 
     def predict(photo: np.ndarray) -> np.ndarray:
         return np.asarray(rembg.remove(photo, session=session, only_mask=True))
 
     version = getattr(rembg, "__version__", None) or _version("rembg")
     return Peer("rembg", description, predict, info={"weights": weights_from, "version": version})
+
+
+def _rembg_session(rembg: Any, threads: int | None) -> Any:
+    """rembg's u2net session. Threads go through OMP_NUM_THREADS, which `new_session` reads in every
+    rembg 2.0 release; only newer ones take `sess_opts` (2.0.69, what pip picks beside scikit-image
+    < 0.26, refuses it)."""
+    previous = os.environ.get("OMP_NUM_THREADS")
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        return rembg.new_session("u2net")
+    finally:
+        if previous is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
 
 
 def _version(distribution: str) -> str | None:
