@@ -50,19 +50,11 @@ def photos() -> dict:
 def tiny_model():
     import torch
 
+    from tests.seeded import seed_batchnorm
     from u2deploy.model import u2net_test
 
     torch.manual_seed(0)
-    model = u2net_test()
-    # Non-trivial BatchNorm statistics so that folding/import paths are exercised for real.
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.weight.uniform_(0.8, 1.2)
-                module.bias.uniform_(-0.1, 0.1)
-    return model.eval()
+    return seed_batchnorm(u2net_test()).eval()
 
 
 @pytest.fixture(scope="session")
