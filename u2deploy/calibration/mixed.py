@@ -19,25 +19,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .qdq import producers_of
+
 __all__ = ["quantized_convs", "quantized_nodes", "conv_groups", "float_convs", "to_mixed_fp16", "block_of"]
 
 _PASS_THROUGH = ("MaxPool", "Resize", "Concat")  # ops TensorRT commutes a DequantizeLinear across
 
 
-def _producers(graph: Any) -> dict[str, Any]:
-    return {output: node for node in graph.node for output in node.output}
-
-
 def quantized_convs(model: Any) -> list[str]:
     """Names of the convs that read int8 weights (a DequantizeLinear on input 1), in graph order."""
-    producers = _producers(model.graph)
+    producers = producers_of(model.graph)
     return [node.name for node in model.graph.node if node.op_type == "Conv" and len(node.input) > 1
             and getattr(producers.get(node.input[1]), "op_type", "") == "DequantizeLinear"]  # fmt: skip
 
 
 def quantized_nodes(model: Any) -> list[str]:
     """The INT8 convs and the residual Adds that read dequantized inputs, in graph order."""
-    producers = _producers(model.graph)
+    producers = producers_of(model.graph)
     convs = set(quantized_convs(model))
     return [node.name for node in model.graph.node if node.name in convs or (node.op_type == "Add" and any(
         getattr(producers.get(i), "op_type", "") == "DequantizeLinear" for i in node.input))]  # fmt: skip
@@ -63,7 +61,7 @@ class _Floater:
 
     def __init__(self, model: Any) -> None:
         self.graph = model.graph
-        self.producers = _producers(self.graph)
+        self.producers = producers_of(self.graph)
         self.float_of: dict[str, str] = {}
         self.new_nodes: list[Any] = []
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from .qdq import initializers_of, producers_of
 
 __all__ = ["SUPPORTED_OPS", "fake_quantize", "graph_module", "learned_graph"]
 
@@ -77,16 +78,15 @@ def fake_quantize(x: Any, scale: Any, low: int, high: int) -> Any:
     return _FAKE_QUANT[0].apply(x, scale, low, high)
 
 
+def _per_channel(scale: Any, ndim: int) -> Any:
+    """A per-output-channel scale (numpy or torch) shaped to broadcast over an `ndim`-d weight."""
+    return scale.reshape((-1,) + (1,) * (ndim - 1))
+
+
 def _attributes(node: Any) -> dict[str, Any]:
     import onnx
 
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-
-def _initializers(model: Any) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
 def _check_ops(model: Any) -> None:
@@ -155,8 +155,8 @@ def _build_module_class() -> Any:
             super().__init__()
             _check_ops(model)
             self.model = model
-            self.constants = _initializers(model)
-            self.producers = {o: n for n in model.graph.node for o in n.output}
+            self.constants = initializers_of(model)
+            self.producers = producers_of(model.graph)
             self.fp32_weights = _fp32_weights(fp32_model)
             self.params = _Parameters(torch)
             self.values, self.logs = self.params.values, self.params.logs
@@ -191,7 +191,7 @@ def _build_module_class() -> Any:
             steps = int8.astype(np.float32)
             fp32 = self.fp32_weights.get(self._conv_reading(node.output[0]))
             if fp32 is not None and fp32.shape == int8.shape:
-                latent = fp32 / scale.reshape((-1,) + (1,) * (int8.ndim - 1))
+                latent = fp32 / _per_channel(scale, int8.ndim)
                 steps = np.where(np.clip(np.round(latent), *_WEIGHT_RANGE) == int8, latent, steps)
             self.params.value(node.input[0], steps)
 
@@ -208,7 +208,7 @@ def _build_module_class() -> Any:
             """An int8 conv's latent float weight: its step-unit parameter times the initial scale."""
             steps = self.values[self.params.value_index[int8_name]]
             base = self.params.bases[self.params.scale_index[scale_name]]
-            return steps * base.reshape((-1,) + (1,) * (steps.dim() - 1))
+            return steps * _per_channel(base, steps.dim())
 
         def is_step_unit(self, index: int) -> bool:
             return self.constants[self.params.names[index]].dtype == np.int8
@@ -236,7 +236,7 @@ def _build_module_class() -> Any:
         def _op_DequantizeLinear(self, env: dict, inputs: list[str], attrs: dict) -> Any:  # noqa: N802
             if inputs[0] in self.params.value_index:  # int8 weight, per output channel
                 weight = self.weight(inputs[0], inputs[1])
-                scale = self.scale(inputs[1]).reshape((-1,) + (1,) * (weight.dim() - 1))
+                scale = _per_channel(self.scale(inputs[1]), weight.dim())
                 return fake_quantize(weight, scale, *_WEIGHT_RANGE)
             _, x, scale_name = env[inputs[0]]
             return fake_quantize(x, self.scale(scale_name), *_ACTIVATION_RANGE)
@@ -304,7 +304,7 @@ def _build_module_class() -> Any:
                     latent = self.values[index].detach()
                     if self.constants[name].dtype == np.int8:
                         scale_name = self._scale_of_weight(name)
-                        scale = self.scale(scale_name).reshape((-1,) + (1,) * (latent.dim() - 1))
+                        scale = _per_channel(self.scale(scale_name), latent.dim())
                         latent = torch.clamp(torch.round(self.weight(name, scale_name) / scale), *_WEIGHT_RANGE)
                         latent = latent.to(torch.int8)
                     values[name] = latent.numpy().astype(self.constants[name].dtype)
@@ -329,7 +329,7 @@ def _fp32_weights(fp32_model: Any) -> dict[str, np.ndarray]:
     """Conv node name -> its fp32 weight (the graph the Q/DQ one was calibrated from)."""
     if fp32_model is None:
         return {}
-    values = _initializers(fp32_model)
+    values = initializers_of(fp32_model)
     return {n.name: values[n.input[1]] for n in fp32_model.graph.node
             if n.op_type == "Conv" and n.input[1] in values}  # fmt: skip
 

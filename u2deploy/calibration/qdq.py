@@ -36,7 +36,7 @@ from .cache import cached_or_calibrated, calibration_plan, calibration_record
 from .source import CalibrationSource
 
 __all__ = ["QUANTIZER", "HeadNodes", "head_nodes", "float_nodes", "kept_float_names", "quantize_qdq", "check_tensorrt_form",
-           "check_kept_float", "quantize_onnx", "calibrated_qdq", "mixed_qdq"]
+           "check_kept_float", "quantize_onnx", "calibrated_qdq", "mixed_qdq", "producers_of", "initializers_of"]
 
 #: name and version of this quantizer, part of every cache key: bump it when the output changes.
 QUANTIZER = {"name": "nncf-onnx-qdq-s8", "version": 1}
@@ -54,7 +54,8 @@ class HeadNodes:
     sigmoids: tuple[str, ...]
 
 
-def _producers(graph: Any) -> dict[str, Any]:
+def producers_of(graph: Any) -> dict[str, Any]:
+    """Tensor name -> the node that makes it."""
     return {output: node for node in graph.node for output in node.output}
 
 
@@ -70,7 +71,7 @@ def _behind(name: str, producers: dict[str, Any]) -> tuple[Any, list[Any]]:
 def head_nodes(model: Any) -> HeadNodes:
     """Find the fuse conv (Conv -> Sigmoid -> first output) and the side convs feeding its Concat."""
     graph = model.graph
-    producers = _producers(graph)
+    producers = producers_of(graph)
     sigmoid = producers.get(graph.output[0].name)
     is_sigmoid = sigmoid is not None and sigmoid.op_type == "Sigmoid"
     fuse = _behind(sigmoid.input[0], producers)[0] if is_sigmoid else None
@@ -137,7 +138,8 @@ def quantize_qdq(model: Any, source: CalibrationSource, calibration: Calibration
     return quantized
 
 
-def _initializers(model: Any) -> dict[str, np.ndarray]:
+def initializers_of(model: Any) -> dict[str, np.ndarray]:
+    """Initializer name -> its value as a numpy array."""
     from onnx import numpy_helper
 
     return {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
@@ -168,7 +170,7 @@ def check_tensorrt_form(model: Any) -> dict[str, int]:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < _MIN_OPSET:
         raise ExportError(f"Q/DQ graph has opset {opset}; TensorRT's per-channel Q/DQ needs >= {_MIN_OPSET}")
-    values, producers = _initializers(model), _producers(model.graph)
+    values, producers = initializers_of(model), producers_of(model.graph)
     pairs = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     problems = [p for p in (_check_pair(n, values) for n in pairs) if p]
     if problems:
@@ -183,7 +185,7 @@ def check_tensorrt_form(model: Any) -> dict[str, int]:
 
 def check_kept_float(model: Any, names: list[str]) -> None:
     """Raise `ExportError` when a node meant to stay float reads a DequantizeLinear output."""
-    producers = _producers(model.graph)
+    producers = producers_of(model.graph)
     wanted = set(names)
     for node in model.graph.node:
         if node.name in wanted and any(producers.get(i) is not None and producers[i].op_type == "DequantizeLinear"
